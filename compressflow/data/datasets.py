@@ -1,0 +1,213 @@
+"""Dataset types (entries under ``datasets:``) and the deterministic train/validation split.
+
+Loading returns numpy arrays; only ``image_directory`` and ``tfds`` import TensorFlow
+(inside ``load_arrays``). Fingerprints are cheap and import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from compressflow.stages.base import Dataset, Environment, tree_sha256
+from compressflow.stages.registry import register_dataset
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def module_source_fingerprint(module: str) -> str | None:
+    """sha256 of a module's source file, found without importing (running) it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return None
+    return tree_sha256(Path(spec.origin))
+
+
+class _Preprocessing(Dataset):
+    scale: float | None = Field(None, gt=0, description="Multiply inputs by this (e.g. 1/255).")
+    shuffle: bool = Field(True, description="Shuffle before splitting (seeded).")
+    limit: int | None = Field(None, ge=1, description="Use only the first N samples (after shuffling).")
+
+
+@register_dataset
+class SklearnDigits(_Preprocessing):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 samples, 10 classes); offline."""
+
+    kind: ClassVar[str] = "sklearn_digits"
+    type: Literal["sklearn_digits"] = "sklearn_digits"
+    layout: Literal["image", "flat"] = Field("image", description="`image`: (8, 8, 1); `flat`: (64,).")
+    scale: float | None = Field(1 / 16, gt=0, description="Pixel values 0..16 are multiplied by this.")
+
+    def fingerprint(self, env: Environment) -> dict[str, Any]:
+        return {"source": "sklearn.datasets.load_digits", "scikit-learn": _dist_version("scikit-learn")}
+
+    def load_arrays(self, env: Environment):
+        import numpy as np
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = digits.images.astype("float32")
+        x = x[..., None] if self.layout == "image" else x.reshape(len(x), -1)
+        return x, digits.target.astype(np.int64)
+
+
+@register_dataset
+class NpzDataset(_Preprocessing):
+    """Arrays from a `.npz` file (keys `x` and `y` by default)."""
+
+    kind: ClassVar[str] = "npz"
+    type: Literal["npz"] = "npz"
+    path: str = Field(description="The .npz file, relative to the pipeline file.")
+    x_key: str = "x"
+    y_key: str = "y"
+
+    def fingerprint(self, env: Environment) -> dict[str, Any]:
+        path = env.resolve_path(self.path, what="dataset path")
+        return {"sha256": tree_sha256(path) if path.exists() else "missing"}
+
+    def load_arrays(self, env: Environment):
+        import numpy as np
+
+        path = env.resolve_path(self.path, what="dataset path")
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in (self.x_key, self.y_key) if k not in data.files]
+            if missing:
+                raise KeyError(f"{path} has no array {missing[0]!r} (it has {', '.join(data.files)})")
+            return data[self.x_key].astype("float32"), data[self.y_key]
+
+
+@register_dataset
+class ImageDirectory(_Preprocessing):
+    """Images in one sub-folder per class (Keras' `image_dataset_from_directory`)."""
+
+    kind: ClassVar[str] = "image_directory"
+    type: Literal["image_directory"] = "image_directory"
+    path: str = Field(description="Folder with one sub-folder per class.")
+    image_size: tuple[int, int] = Field((64, 64), description="Images are resized to [height, width].")
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
+    scale: float | None = Field(1 / 255, gt=0)
+
+    def fingerprint(self, env: Environment) -> dict[str, Any]:
+        path = env.resolve_path(self.path, what="dataset path")
+        return {"sha256": tree_sha256(path) if path.exists() else "missing"}
+
+    def load_arrays(self, env: Environment):
+        import numpy as np
+
+        from compressflow.stages.tfutil import import_tensorflow
+
+        tf = import_tensorflow()
+        path = env.resolve_path(self.path, what="dataset path")
+        ds = tf.keras.utils.image_dataset_from_directory(
+            str(path), image_size=tuple(self.image_size), color_mode=self.color_mode,
+            shuffle=False, batch_size=None, label_mode="int")
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds]) if ds.cardinality() else ((), ())
+        return np.stack(xs).astype("float32"), np.asarray(ys)
+
+
+@register_dataset
+class TfdsDataset(_Preprocessing):
+    """A TensorFlow Datasets dataset already prepared in `data_dir` (never downloaded)."""
+
+    kind: ClassVar[str] = "tfds"
+    type: Literal["tfds"] = "tfds"
+    name: str = Field(description="TFDS name, e.g. `mnist`.")
+    data_dir: str = Field(description="Folder where the dataset was prepared.")
+    split: str = "train"
+    image_key: str = "image"
+    label_key: str = "label"
+
+    def fingerprint(self, env: Environment) -> dict[str, Any]:
+        path = env.resolve_path(self.data_dir, what="dataset data_dir") / self.name
+        return {"name": self.name, "sha256": tree_sha256(path) if path.exists() else "missing",
+                "tensorflow-datasets": _dist_version("tensorflow-datasets")}
+
+    def load_arrays(self, env: Environment):
+        import numpy as np
+
+        from compressflow.stages.tfutil import import_tensorflow
+
+        import_tensorflow()
+        import tensorflow_datasets as tfds
+
+        data_dir = env.resolve_path(self.data_dir, what="dataset data_dir")
+        ds = tfds.load(self.name, split=self.split, data_dir=str(data_dir), download=False)
+        xs, ys = [], []
+        for item in tfds.as_numpy(ds):
+            xs.append(item[self.image_key])
+            ys.append(item[self.label_key])
+        return np.stack(xs).astype("float32"), np.asarray(ys)
+
+
+@register_dataset
+class PythonDataset(_Preprocessing):
+    """Arrays `(x, y)` returned by a `module:function` of yours."""
+
+    kind: ClassVar[str] = "python"
+    type: Literal["python"] = "python"
+    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`module:function`.")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    def fingerprint(self, env: Environment) -> dict[str, Any]:
+        module = self.function.partition(":")[0]
+        return {"function": self.function, "source": module_source_fingerprint(module)}
+
+    def load_arrays(self, env: Environment):
+        import importlib
+
+        import numpy as np
+
+        module_name, _, attr = self.function.partition(":")
+        x, y = getattr(importlib.import_module(module_name), attr)(**self.args)
+        return np.asarray(x, dtype="float32"), np.asarray(y)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset split into training and validation arrays."""
+
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+
+    @property
+    def num_classes(self) -> int:
+        import numpy as np
+
+        return int(max(np.max(self.y_train), np.max(self.y_val)) + 1)
+
+
+def load_splits(dataset: Dataset, env: Environment) -> Splits:
+    """Load ``dataset`` and split it deterministically from the pipeline seed."""
+    import numpy as np
+
+    x, y = dataset.load_arrays(env)
+    if len(x) != len(y):
+        raise ValueError(f"dataset has {len(x)} inputs but {len(y)} labels")
+    order = np.arange(len(x))
+    if getattr(dataset, "shuffle", True):
+        order = np.random.default_rng(env.seed).permutation(len(x))
+    limit = getattr(dataset, "limit", None)
+    if limit:
+        order = order[:limit]
+    x, y = x[order], y[order]
+    scale = getattr(dataset, "scale", None)
+    if scale is not None:
+        x = (x * scale).astype("float32")
+    n_val = int(round(len(x) * dataset.validation_fraction))
+    n_train = len(x) - n_val
+    return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:])

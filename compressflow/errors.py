@@ -1,0 +1,123 @@
+"""Errors that compressflow reports to the user.
+
+Every error a user can cause (a bad pipeline file, a bad command line, a model
+file that would run code) is a :class:`CompressflowError`. The CLI prints its
+message and exits with its ``exit_code``; it never shows a traceback for one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a source file (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a pipeline: where, what, and what to do about it."""
+
+    message: str
+    location: Location | None = None
+    path: tuple[str | int, ...] = ()
+    hint: str | None = None
+
+    def render(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        at = f" (at {format_path(self.path)})" if self.path else ""
+        text = f"{where}error: {self.message}{at}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """Render a document path like ``stages.pruned.schedule.final_sparsity``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str | None:
+    """Return ``"did you mean 'x'?"`` when ``name`` is close to one of ``known``."""
+    candidates = [str(k) for k in known]
+    close = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+class CompressflowError(Exception):
+    """Base of every error reported to the user without a traceback."""
+
+    exit_code = 1
+
+    def render(self) -> str:
+        return f"error: {self}"
+
+
+class UsageError(CompressflowError):
+    """The command line or API call is wrong (exit status 2)."""
+
+    exit_code = 2
+
+
+class PipelineError(CompressflowError):
+    """A pipeline is invalid; carries every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(p.render() for p in self.problems))
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} found"
+        return "\n".join(p.render() for p in self.problems) + f"\n{head}; nothing was run."
+
+
+class StageFailed(CompressflowError):
+    """A stage raised while running (exit status 1)."""
+
+    exit_code = 1
+
+
+class UnsafeModelError(CompressflowError):
+    """A model file would run code on load and the stage did not say ``trust: true``."""
+
+    exit_code = 2
+
+
+class CacheError(CompressflowError):
+    """The cache cannot be read or written (permissions, disk full, ...)."""
+
+    exit_code = 1
+
+
+@dataclass
+class ProblemCollector:
+    """Collects problems so that all of them can be reported at once."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, message: str, location: Location | None = None,
+            path: tuple[str | int, ...] = (), hint: str | None = None) -> None:
+        self.problems.append(Problem(message, location, tuple(path), hint))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise PipelineError(self.problems)

@@ -1,0 +1,320 @@
+"""The stage interface: config models, artifacts and the context a stage runs in.
+
+A stage type is a pydantic model that subclasses :class:`Stage`. Its fields are
+the YAML keys users write; its ``run`` method does the work. Rules:
+
+* ``run`` writes its outputs into ``ctx.out_dir`` and declares the main one with
+  :meth:`StageContext.set_output`. It never touches the cache.
+* Modules that define stages import nothing heavy at import time: TensorFlow is
+  imported inside ``run`` so that validation, planning and a fully cached run
+  stay fast.
+* Fields annotated :data:`StageName` / :data:`StageNames` reference other stages
+  (edges of the DAG); fields annotated :data:`DatasetName` reference an entry of
+  the pipeline's ``datasets:``.
+
+Example::
+
+    @register_stage
+    class Double(Stage):
+        kind: ClassVar[str] = "double"
+        produces: ClassVar[str] = "number"
+        type: Literal["double"] = "double"
+        model: StageName
+
+        def run(self, ctx):
+            value = json.loads(ctx.input("model").file().read_text())
+            ctx.write_json("value.json", value * 2)
+            ctx.set_output("number", "value.json")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, ClassVar, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --------------------------------------------------------------------------- references
+
+
+class _StageRefMarker:
+    """Annotation marker: the field holds the name(s) of other stages."""
+
+    def __repr__(self) -> str:
+        return "StageRef"
+
+
+class _DatasetRefMarker:
+    """Annotation marker: the field holds the name of a dataset."""
+
+    def __repr__(self) -> str:
+        return "DatasetRef"
+
+
+STAGE_REF = _StageRefMarker()
+DATASET_REF = _DatasetRefMarker()
+
+StageName = Annotated[str, STAGE_REF, Field(description="Name of another stage of this pipeline.")]
+StageNames = Annotated[list[str], STAGE_REF, Field(description="Names of other stages of this pipeline.")]
+DatasetName = Annotated[str, DATASET_REF, Field(description="Name of an entry under `datasets:`.")]
+
+# Artifact kinds produced by the built-in stages.
+KERAS_MODEL = "keras_model"
+TFLITE_MODEL = "tflite_model"
+METRICS = "metrics"
+FILES = "files"
+MODEL_KINDS = (KERAS_MODEL, TFLITE_MODEL)
+
+
+def _has_marker(annotation: Any, metadata: list[Any], marker: object) -> bool:
+    if any(m is marker for m in metadata):
+        return True
+    # Optional[StageName] / StageName | None keep the marker one level down.
+    for arg in get_args(annotation):
+        if get_origin(arg) is Annotated and any(m is marker for m in arg.__metadata__):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- base models
+
+
+class Stage(BaseModel):
+    """Base of every stage type's config model.
+
+    Class variables a stage type sets:
+
+    ``kind``      the value of ``type:`` in YAML (also the registry key)
+    ``produces``  the artifact kind ``run`` outputs (``keras_model``, ``tflite_model``, ...)
+    ``version``   bump it when the implementation changes what it outputs: it is in the cache key
+    ``libraries`` distributions whose versions are in the cache key
+    ``key_exclude`` fields that do not change the output (kept out of the cache key)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str] = ""
+    produces: ClassVar[str] = FILES
+    version: ClassVar[str] = "1"
+    libraries: ClassVar[tuple[str, ...]] = ()
+    key_exclude: ClassVar[frozenset[str]] = frozenset()
+    # Outputs of this stage that are written again on every run, cached or not (export).
+    always_publish: ClassVar[bool] = False
+
+    type: str
+    after: StageNames = Field(default_factory=list, description="Stages that must finish first (no data passed).")
+    description: str | None = Field(default=None, description="Free text for people; not part of the cache key.")
+
+    # -- references ---------------------------------------------------------------
+
+    @classmethod
+    def stage_ref_fields(cls) -> list[str]:
+        return [name for name, info in cls.model_fields.items()
+                if _has_marker(info.annotation, info.metadata, STAGE_REF)]
+
+    @classmethod
+    def dataset_ref_fields(cls) -> list[str]:
+        return [name for name, info in cls.model_fields.items()
+                if _has_marker(info.annotation, info.metadata, DATASET_REF)]
+
+    def stage_refs(self) -> dict[str, list[str]]:
+        """Referenced stages by field name (``after`` included), in field order."""
+        refs: dict[str, list[str]] = {}
+        for name in self.stage_ref_fields():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            refs[name] = list(value) if isinstance(value, (list, tuple)) else [value]
+        return refs
+
+    def dataset_refs(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in self.dataset_ref_fields()
+                if getattr(self, name) is not None}
+
+    def key_config(self) -> dict[str, Any]:
+        """The resolved config as it enters the cache key.
+
+        References are left out (the keys of the inputs stand for them), and so are
+        fields that do not change the output.
+        """
+        skip = {"after", "description", *self.key_exclude,
+                *self.stage_ref_fields(), *self.dataset_ref_fields()}
+        return self.model_dump(mode="json", exclude=skip)
+
+    # -- behaviour ----------------------------------------------------------------
+
+    def run(self, ctx: "StageContext") -> None:  # pragma: no cover - abstract
+        raise NotImplementedError(f"stage type {self.kind!r} does not implement run()")
+
+    def fingerprint(self, env: "Environment") -> dict[str, Any]:
+        """Fingerprints of what this stage reads from outside the pipeline (files, code).
+
+        Called for every stage on every plan, without TensorFlow: keep it cheap.
+        """
+        return {}
+
+    def publish(self, output: "Artifact", env: "Environment") -> list[Path]:
+        """Write outputs outside the cache (only called when ``always_publish``)."""
+        return []
+
+    def summary(self, output: "Artifact") -> str | None:
+        """Text printed at the end of a run (e.g. the evaluate table)."""
+        return None
+
+
+class Dataset(BaseModel):
+    """Base of every dataset type's config model (entries under ``datasets:``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str] = ""
+    type: str
+    validation_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                       description="Share of the samples held out for validation.")
+
+    def fingerprint(self, env: "Environment") -> dict[str, Any]:
+        """Identity of the data (file hashes, package versions); cheap and TensorFlow-free."""
+        return {}
+
+    def load_arrays(self, env: "Environment"):  # pragma: no cover - abstract
+        """Return ``(x, y)`` numpy arrays of all samples."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- runtime objects
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a pipeline lives and what it may reach; given to fingerprints and stages."""
+
+    pipeline_dir: Path
+    seed: int = 0
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    allow_outside_paths: bool = False
+
+    def resolve_path(self, raw: str | os.PathLike[str], *, what: str) -> Path:
+        """Resolve a path written in the pipeline, relative to the pipeline's folder.
+
+        Paths that leave the pipeline's folder (``..``, absolute, symlinks) are refused
+        unless ``allow_outside_paths`` is set.
+        """
+        from compressflow.errors import UsageError
+
+        raw_path = Path(os.path.expanduser(str(raw)))
+        path = raw_path if raw_path.is_absolute() else self.pipeline_dir / raw_path
+        resolved = path.resolve()
+        root = self.pipeline_dir.resolve()
+        if not self.allow_outside_paths and resolved != root and root not in resolved.parents:
+            raise UsageError(
+                f"{what} {str(raw)!r} is outside the pipeline's folder {root}; "
+                "use a path inside it, or pass --allow-outside-paths to allow it")
+        return resolved
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A stage's committed output: a directory with ``artifact.json`` describing it."""
+
+    stage: str
+    key: str
+    path: Path
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def file(self, name: str | None = None) -> Path:
+        """Path of the main output file (or of ``name`` inside the artifact)."""
+        return self.path / (name or self.meta["file"])
+
+    def metrics(self) -> dict[str, Any]:
+        path = self.path / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @classmethod
+    def read(cls, stage: str, key: str, path: Path) -> "Artifact":
+        info = json.loads((path / ARTIFACT_FILE).read_text())
+        return cls(stage=stage, key=key, path=path, kind=info["kind"], meta=info)
+
+
+ARTIFACT_FILE = "artifact.json"
+
+
+@dataclass
+class StageContext:
+    """Everything a running stage may use."""
+
+    name: str
+    seed: int
+    out_dir: Path
+    env: Environment
+    inputs: dict[str, Artifact | list[Artifact]]
+    log: Callable[[str], None] = print
+    progress: Callable[[dict[str, Any]], None] | None = None
+    # Upstream stages in execution order: {"stage", "type", "key", "config"} each (for export's sidecar).
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    # Versions of the libraries in this stage's cache key.
+    versions: dict[str, str | None] = field(default_factory=dict)
+    _output_set: bool = False
+
+    def input(self, field_name: str) -> Artifact:
+        value = self.inputs[field_name]
+        if isinstance(value, list):
+            raise TypeError(f"input {field_name!r} is a list; use input_list()")
+        return value
+
+    def input_list(self, field_name: str) -> list[Artifact]:
+        value = self.inputs[field_name]
+        return value if isinstance(value, list) else [value]
+
+    def dataset(self, name: str) -> Dataset:
+        return self.env.datasets[name]
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.out_dir / name
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+        return path
+
+    def set_output(self, kind: str, file: str | None, **meta: Any) -> None:
+        """Declare this stage's output: its kind and main file inside ``out_dir``."""
+        if file is not None and not (self.out_dir / file).exists():
+            raise FileNotFoundError(f"stage {self.name!r} declared output {file!r} but did not write it")
+        self.write_json(ARTIFACT_FILE, {"kind": kind, "file": file, **meta})
+        self._output_set = True
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays, without importing numpy here
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """A stage's seed: stable across runs and machines, different per stage name."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(path: Path) -> str:
+    """Hash of a file, or of every file below a directory (names and bytes)."""
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(item.relative_to(path).as_posix()).encode() + b"\0")
+        h.update(file_sha256(item).encode())
+    return h.hexdigest()

@@ -1,0 +1,37 @@
+"""Option groups shared by several stage types (training, layer selection)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EarlyStopping(BaseModel):
+    """Stop training when the validation metric stops improving."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    monitor: str = Field("val_loss", description="Metric to watch, e.g. `val_loss` or `val_accuracy`.")
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as an improvement.")
+    restore_best_weights: bool = Field(True, description="Keep the weights of the best epoch.")
+
+
+class TrainingOptions(BaseModel):
+    """How a stage trains: optimizer, learning rate, epochs, batch size."""
+
+    epochs: int = Field(5, ge=0, le=100_000, description="Training epochs (0 skips training).")
+    batch_size: int = Field(32, ge=1, le=1_000_000, description="Samples per training step.")
+    optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = Field("adam", description="Keras optimizer.")
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Optimizer learning rate.")
+    early_stopping: EarlyStopping | None = Field(None, description="Stop early on a validation metric.")
+
+
+class LayerSelection(BaseModel):
+    """Which layers a technique applies to, by name pattern (fnmatch, e.g. `conv*`)."""
+
+    include: list[str] = Field(default_factory=list,
+                               description="Only layers whose name matches one of these patterns (default: all supported).")
+    exclude: list[str] = Field(default_factory=list,
+                               description="Layers whose name matches one of these patterns are left alone.")
