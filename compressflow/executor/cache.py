@@ -1,0 +1,430 @@
+"""Content-addressed cache of stage outputs.
+
+Layout under the cache root::
+
+    entries/<key[:2]>/<key>/          one committed entry: the stage's files, key.json, manifest.json
+    entries/<key[:2]>/.tmp-<key>-...  an entry being written (never read as an entry)
+    locks/<key>.lock                  one lock per key, recording its holder
+    refs/<scope>/<stage>.json         the last key used for a stage of a pipeline
+
+Guarantees: an entry appears under its final name complete and flushed, or not at all
+(it is written beside its final place, its manifest is written last, and the directory is
+renamed into place). A reader checks an entry against its manifest; a damaged entry is
+reported, removed and treated as a miss, never trusted. Typical use by the executor::
+
+    with cache.lock(key, stage=name):
+        entry = cache.lookup(key, stage=name)
+        if entry is None:
+            with cache.writer(key, stage=name, key_doc=doc) as out_dir:
+                run_stage(out_dir)
+            entry = cache.read_entry(key)
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal
+
+from compressflow.errors import CacheError
+from compressflow.executor.cache_fs import LocalFS
+from compressflow.executor.cache_manifest import (
+    KEY_DOC_NAME, MANIFEST_NAME, RESERVED_NAMES, EntryCheck, build_manifest, check_entry, encode_json)
+from compressflow.executor.cache_names import (
+    check_key, doomed_entry_name, host_tag, is_key, short_key, temp_entry_name, temp_owner)
+from compressflow.executor.cache_refs import RefStore
+from compressflow.executor.locks import KeyLock, process_is_alive
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+_PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+_TAKEN_ERRNOS = frozenset({errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR})
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A committed, checked cache entry."""
+
+    key: str
+    path: Path
+    stage: str                  # the stage that wrote it
+    manifest: dict[str, Any]
+    key_doc: dict[str, Any]
+    created: float              # seconds since the epoch
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """``{relative posix path: {"sha256", "size"}}`` of every file, key.json included."""
+        return self.manifest["files"]
+
+    @property
+    def size(self) -> int:
+        return sum(record["size"] for record in self.files.values())
+
+    def file(self, relative: str) -> Path:
+        """Path of one of the entry's files."""
+        return self.path / relative
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One line of ``compressflow cache ls``."""
+
+    key: str
+    path: Path
+    stage: str | None           # None when the manifest cannot be read
+    size: int
+    created: float | None
+    damaged: bool
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryProblem:
+    """A damaged entry found by :meth:`Cache.verify_all`."""
+
+    key: str
+    stage: str | None
+    message: str
+
+    def __str__(self) -> str:
+        stage = f"stage '{self.stage}'" if self.stage else "unknown stage"
+        return f"cache entry {short_key(self.key)} ({stage}): {self.message}"
+
+
+Status = Literal["hit", "miss", "damaged"]
+
+
+class Cache:
+    """A content-addressed store of stage outputs under ``root`` (created on demand).
+
+    ``log`` receives the messages users should see: damaged entries, lock takeovers.
+    """
+
+    def __init__(self, root: Path | str, *, log: Callable[[str], None] | None = None):
+        self.root = Path(root)
+        self._log = log or logging.getLogger(__name__).warning
+        self._fs = LocalFS()
+        self._refs = RefStore(self.root / "refs", self._fs, self._log)
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r})"
+
+    @property
+    def _entries_root(self) -> Path:
+        return self.root / "entries"
+
+    # ------------------------------------------------------------------------------ reading
+
+    def entry_dir(self, key: str) -> Path:
+        """Where the entry of ``key`` lives: ``root/entries/<key[:2]>/<key>``. Rejects non-keys."""
+        check_key(key)
+        return self._entries_root / key[:2] / key
+
+    def status(self, key: str) -> Status:
+        """``hit``, ``miss`` or ``damaged``, without hashing and without changing anything."""
+        path = self.entry_dir(key)
+        if not self._fs.exists(path):
+            return "miss"
+        if check_entry(self._fs, path, key, verify=False).ok:
+            return "hit"
+        return "damaged" if self._fs.exists(path) else "miss"
+
+    def lookup(self, key: str, *, stage: str, verify: bool = False) -> CacheEntry | None:
+        """The entry of ``key``, or None on a miss.
+
+        The entry's files must be exactly those of its manifest, with their sizes; with
+        ``verify`` their sha256 too. A damaged entry is reported through ``log`` (naming
+        ``stage``), removed and treated as a miss: this never raises for one. Call it
+        under :meth:`lock` when acting on the answer.
+        """
+        path = self.entry_dir(key)
+        if not self._fs.exists(path):
+            return None
+        check = check_entry(self._fs, path, key, verify=verify)
+        if check.ok:
+            return _entry_from(key, path, check)
+        if self._fs.exists(path):
+            self._report_and_remove(path, key, check, stage=stage, outcome="removing it and recomputing")
+        return None
+
+    def read_entry(self, key: str) -> CacheEntry:
+        """The entry of ``key`` (structure checked, no hashing); CacheError if absent or damaged."""
+        path = self.entry_dir(key)
+        if not self._fs.exists(path):
+            raise CacheError(f"no cache entry for key {short_key(key)} under {self.root}")
+        check = check_entry(self._fs, path, key, verify=False)
+        if not check.ok:
+            raise CacheError(f"cache entry {short_key(key)} is damaged: {check.summary()}")
+        return _entry_from(key, path, check)
+
+    # ------------------------------------------------------------------------------ locking
+
+    @contextmanager
+    def lock(self, key: str, *, stage: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the lock of ``key`` (blocks while another process holds it).
+
+        ``on_wait`` is told once, with a message naming the holder (pid, host, stage, since
+        when), if we have to wait. A lock left by a process that died is taken over and the
+        takeover reported through ``log``. Not re-entrant.
+        """
+        key_lock = self._key_lock(key, stage)
+        key_lock.acquire(on_wait=on_wait)
+        try:
+            yield
+        finally:
+            key_lock.release()
+
+    def _key_lock(self, key: str, stage: str) -> KeyLock:
+        check_key(key)
+        return KeyLock(self.root / "locks" / f"{key}.lock", stage=stage,
+                       subject=f"stage '{stage}' (key {short_key(key)})", log=self._log)
+
+    # ------------------------------------------------------------------------------ writing
+
+    @contextmanager
+    def writer(self, key: str, *, stage: str, key_doc: dict[str, Any]) -> Iterator[Path]:
+        """Yield an empty directory to write the entry's files into; commit them on normal exit.
+
+        The directory is beside the entry's final place. On exit: ``key.json`` is written,
+        every file hashed, made read-only and flushed, ``manifest.json`` written last, and the
+        directory renamed into place. If a valid entry got there first, ours is discarded.
+        On any exception the directory is removed and the exception re-raised; a failure of
+        the storage (disk full, permission denied, read-only file system) becomes a
+        :class:`~compressflow.errors.CacheError` and leaves other entries untouched.
+        """
+        final = self.entry_dir(key)
+        try:
+            key_doc_bytes = encode_json(key_doc)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the key document of stage '{stage}' is not plain JSON: {exc}") from exc
+        temp = self._make_temp_dir(key)
+        committing = False
+        try:
+            yield temp
+            committing = True
+            self._commit(temp, final, key, stage, key_doc_bytes)
+        except OSError as exc:
+            self._discard_quietly(temp)
+            if committing or self._is_storage_failure(exc):
+                raise self._write_error(exc) from exc
+            raise
+        except BaseException:
+            self._discard_quietly(temp)
+            raise
+
+    def _make_temp_dir(self, key: str) -> Path:
+        temp = self.entry_dir(key).parent / temp_entry_name(key)
+        try:
+            self._fs.make_dirs(temp.parent)
+            self._fs.make_new_dir(temp)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        return temp
+
+    def _commit(self, temp: Path, final: Path, key: str, stage: str, key_doc_bytes: bytes) -> None:
+        for name in RESERVED_NAMES:
+            if self._fs.exists(temp / name):
+                raise CacheError(f"stage '{stage}' wrote '{name}' into its output directory; "
+                                 "that name is reserved by the cache")
+        self._fs.write_new_file(temp / KEY_DOC_NAME, key_doc_bytes)
+        scan = self._fs.scan_tree(temp)
+        if scan.others:
+            raise CacheError(f"stage '{stage}' left a symlink or special file in its output "
+                             f"({scan.others[0]}); the cache stores regular files and directories only")
+        digests = {}
+        for relative in sorted(scan.files):
+            self._fs.make_read_only(temp / relative)
+            digests[relative] = self._fs.hash_file(temp / relative, sync=True)
+        for relative in sorted(scan.dirs, key=lambda path: path.count("/"), reverse=True):
+            self._fs.sync_dir(temp / relative)
+        manifest = build_manifest(key=key, stage=stage, created=time.time(), files=digests, dirs=scan.dirs)
+        # The commit point: until manifest.json exists, the directory is not an entry.
+        self._fs.atomic_write_bytes(temp / MANIFEST_NAME, encode_json(manifest), read_only=True)
+        self._publish(temp, final, key, stage)
+
+    def _publish(self, temp: Path, final: Path, key: str, stage: str) -> None:
+        for _attempt in range(3):
+            try:
+                self._fs.rename_dir(temp, final)
+            except OSError as exc:
+                if exc.errno not in _TAKEN_ERRNOS:
+                    raise
+            else:
+                self._flush_publication(final)
+                return
+            existing = check_entry(self._fs, final, key, verify=False)
+            if existing.ok:
+                self._fs.remove_tree(temp)  # another process committed the same key first
+                return
+            self._report_and_remove(final, key, existing, stage=stage, outcome="replacing it")
+        raise CacheError(f"cannot commit the cache entry of stage '{stage}' at {final}: "
+                         "something keeps putting another file there")
+
+    def _flush_publication(self, final: Path) -> None:
+        try:
+            self._fs.sync_dir(final.parent)
+            self._fs.sync_dir(final.parent.parent)
+        except OSError as exc:
+            # NOTE: the entry is complete and visible; only its survival of a power cut is in doubt,
+            # and a lost rename leaves a plain miss, so this is not worth failing the stage over.
+            self._log(f"could not flush the cache directory {final.parent}: {exc.strerror or exc}")
+
+    def _is_storage_failure(self, exc: OSError) -> bool:
+        """Whether an OSError raised while a stage wrote its output was the cache's storage failing."""
+        names_a_path = isinstance(exc.filename, (str, os.PathLike))
+        in_cache = names_a_path and _is_within(Path(exc.filename), self.root)
+        if exc.errno in _PERMISSION_ERRNOS:
+            return in_cache
+        return exc.errno in _STORAGE_ERRNOS and (in_cache or not names_a_path)
+
+    def _write_error(self, exc: OSError) -> CacheError:
+        if exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return CacheError(f"cannot write the cache at {self.root}: {reason}")
+
+    def _discard_quietly(self, path: Path) -> None:
+        try:
+            self._fs.remove_tree(path)
+        except OSError as exc:
+            self._log(f"could not remove the unfinished cache entry {path}: {exc.strerror or exc}")
+
+    # ------------------------------------------------------------------------------ maintenance
+
+    def entries(self) -> list[EntryInfo]:
+        """Every entry with its stage, size, creation time and whether it is damaged (no hashing)."""
+        infos = []
+        for key, path, misplaced in self._entry_dirs():
+            check = self._check_stored(key, path, misplaced, verify=False)
+            size = check.scan.total_size if check.scan else self._fs.tree_size(path)
+            infos.append(EntryInfo(key=key, path=path, stage=check.stage, size=size,
+                                   created=check.manifest["created"] if check.manifest else None,
+                                   damaged=not check.ok, problem=check.summary() or None))
+        return infos
+
+    def verify_all(self, remove: bool = False) -> list[EntryProblem]:
+        """Re-hash every entry; return what is wrong. With ``remove``, remove the damaged ones."""
+        problems = []
+        for key, path, misplaced in self._entry_dirs():
+            check = self._check_stored(key, path, misplaced, verify=True)
+            if check.ok or not self._fs.exists(path):
+                continue
+            problems.append(EntryProblem(key=key, stage=check.stage, message=check.summary()))
+            if remove:
+                self._report_and_remove(path, key, check, stage=check.stage, outcome="removing it")
+        return problems
+
+    def gc(self, keep: Iterable[str]) -> tuple[int, int]:
+        """Remove every entry whose key is not in ``keep``, and stale temporary directories.
+
+        Entries whose lock another process holds are left alone. Returns (entries removed,
+        bytes freed, temporary directories included).
+        """
+        keep = set(keep)
+        removed = freed = 0
+        for key, path, misplaced in self._entry_dirs():
+            if key in keep and not misplaced:
+                continue
+            key_lock = self._key_lock(key, "cache gc")
+            if not key_lock.acquire(blocking=False):
+                continue
+            try:
+                freed += self._remove_entry(path, key)
+                removed += 1
+            finally:
+                key_lock.release(remove_file=not self._fs.exists(self.entry_dir(key)))
+        freed += self._clean_stale_temps()[1]
+        return removed, freed
+
+    def clean_stale_tmp(self) -> int:
+        """Remove temporary directories and files left by dead processes of this host; return how many.
+
+        Those of live processes (including this one) are never touched.
+        """
+        return self._clean_stale_temps()[0]
+
+    def _clean_stale_temps(self) -> tuple[int, int]:
+        count = freed = 0
+        parents = [self._entries_root / shard for shard in self._fs.list_names(self._entries_root)]
+        parents += [self.root / "refs" / scope for scope in self._fs.list_names(self.root / "refs")]
+        for parent in parents:
+            for name in self._fs.list_names(parent):
+                owner = temp_owner(name)
+                if owner is None or owner[1] != host_tag() or process_is_alive(owner[0]):
+                    continue
+                size = self._fs.tree_size(parent / name)
+                try:
+                    self._fs.remove_tree(parent / name)
+                except FileNotFoundError:
+                    continue  # another cleaner got there first
+                count += 1
+                freed += size
+        return count, freed
+
+    def _entry_dirs(self) -> Iterator[tuple[str, Path, bool]]:
+        """(key, path, stored under the wrong shard) for every entry-like directory."""
+        for shard in self._fs.list_names(self._entries_root):
+            if len(shard) != 2 or not set(shard) <= _HEX:
+                continue
+            for name in self._fs.list_names(self._entries_root / shard):
+                if is_key(name):
+                    yield name, self._entries_root / shard / name, name[:2] != shard
+
+    def _check_stored(self, key: str, path: Path, misplaced: bool, *, verify: bool) -> EntryCheck:
+        check = check_entry(self._fs, path, key, verify=verify)
+        if misplaced:
+            check.problems.insert(0, f"the entry is stored under {path.parent.name}/ instead of {key[:2]}/")
+        return check
+
+    def _report_and_remove(self, path: Path, key: str, check: EntryCheck, *, stage: str | None,
+                           outcome: str) -> None:
+        who = f"stage '{stage}'" if stage else "an unknown stage"
+        self._log(f"cache entry for {who} (key {short_key(key)}) is damaged: {check.summary()}; {outcome}")
+        try:
+            self._remove_entry(path, key)
+        except OSError as exc:
+            self._log(f"could not remove the damaged cache entry {path}: {exc.strerror or exc}")
+
+    def _remove_entry(self, path: Path, key: str) -> int:
+        """Remove an entry; return the bytes freed. Readers never see it half-removed."""
+        doomed = path.parent / doomed_entry_name(key)
+        try:
+            self._fs.rename_dir(path, doomed)
+        except FileNotFoundError:
+            return 0
+        size = self._fs.tree_size(doomed)
+        self._fs.remove_tree(doomed)
+        return size
+
+    # ------------------------------------------------------------------------------ refs
+
+    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any]) -> None:
+        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``."""
+        try:
+            self._refs.set(scope, stage, key, key_doc)
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def get_ref(self, scope: str, stage: str) -> dict[str, Any] | None:
+        """The record set by :meth:`set_ref` (``key``, ``key_doc``, ``updated``...), or None."""
+        return self._refs.get(scope, stage)
+
+
+def _entry_from(key: str, path: Path, check: EntryCheck) -> CacheEntry:
+    manifest = check.manifest
+    return CacheEntry(key=key, path=path, stage=manifest["stage"], manifest=manifest,
+                      key_doc=check.key_doc, created=float(manifest["created"]))
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
+    except ValueError:
+        return False
