@@ -6,6 +6,7 @@ Loading returns numpy arrays; only ``image_directory`` and ``tfds`` import Tenso
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -25,15 +26,43 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def module_source_fingerprint(module: str) -> str | None:
-    """sha256 of a module's source file, found without importing (running) it."""
+def find_module_source(module: str) -> Path | None:
+    """The source file of ``module`` (``__init__.py`` for a package), found without running any of it.
+
+    ``importlib.util.find_spec("a.b")`` would import package ``a``; here only the top-level
+    name goes through the import system's finders, submodules are looked up on the path.
+    """
+    from importlib.machinery import PathFinder
+
+    parts = module.split(".")
     try:
-        spec = importlib.util.find_spec(module)
+        spec = importlib.util.find_spec(parts[0])
+        for depth in range(1, len(parts)):
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            spec = PathFinder.find_spec(".".join(parts[:depth + 1]), list(spec.submodule_search_locations))
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.origin or not Path(spec.origin).is_file():
         return None
-    return tree_sha256(Path(spec.origin))
+    return Path(spec.origin)
+
+
+def module_source_fingerprint(module: str) -> str | None:
+    """sha256 of a module's source, found without importing (running) it.
+
+    For a package, the ``.py`` files directly in its folder are hashed together, since
+    ``__init__.py`` often only re-exports what its sibling modules define.
+    """
+    origin = find_module_source(module)
+    if origin is None:
+        return None
+    if origin.name != "__init__.py":
+        return tree_sha256(origin)
+    digest = hashlib.sha256()
+    for source in sorted(origin.parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + tree_sha256(source).encode())
+    return digest.hexdigest()
 
 
 class _Preprocessing(Dataset):
@@ -188,7 +217,8 @@ class Splits:
     def num_classes(self) -> int:
         import numpy as np
 
-        return int(max(np.max(self.y_train), np.max(self.y_val)) + 1)
+        labels = [y for y in (self.y_train, self.y_val) if len(y)]
+        return int(max(np.max(y) for y in labels) + 1) if labels else 0
 
 
 def load_splits(dataset: Dataset, env: Environment) -> Splits:

@@ -1,0 +1,8 @@
+"""Built-in model builders and safe model-file inspection.
+
+Importing this package does not import TensorFlow; builders import it when called.
+"""
+
+from compressflow.models.builders import application, mlp, small_cnn, tiny_cnn
+
+__all__ = ["application", "mlp", "small_cnn", "tiny_cnn"]
