@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import LayerSelection, TrainingOptions
@@ -31,4 +32,96 @@ class ClusterStage(LayerSelection, TrainingOptions, Stage):
     learning_rate: float = Field(1e-4, gt=0.0, le=10.0, description="Optimizer learning rate.")
 
     def run(self, ctx) -> None:
-        raise NotImplementedError
+        from compressflow.data.datasets import load_splits
+        from compressflow.stages import tfutil
+
+        tfutil.seed_everything(ctx.seed)
+        model = tfutil.load_input_model(ctx)
+        splits = load_splits(ctx.dataset(self.data), ctx.env)
+        tfutil.check_data_fits(model, splits, self.data)
+        wrapped, clustered, skipped = cluster_layers(model, self, ctx.log)
+        from_logits = tfutil.outputs_logits(model)
+        tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                             from_logits=from_logits)
+        training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                              early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        stripped = tfutil.tfmot().clustering.keras.strip_clustering(wrapped)
+        stats = tfutil.kernel_stats(stripped)
+        unique = {name: s["unique"] for name, s in stats.items() if name.split("/")[0] in clustered}
+        final = tfutil.evaluate(stripped, splits, from_logits=from_logits)
+        sparsity = tfutil.overall_sparsity(stats)
+        ctx.log("unique weights " + ", ".join(f"{name} {count}" for name, count in unique.items())
+                + f"; sparsity {sparsity:.4f}; val_accuracy {final.get('val_accuracy', float('nan')):.4f}")
+        ctx.write_json("metrics.json", {**final, "unique_weights": unique, "number_of_clusters": self.number_of_clusters,
+                                        "sparsity": sparsity, "skipped": skipped,
+                                        "epochs_run": training["epochs_run"], "history": training["history"],
+                                        "kernels": stats})
+        tfutil.save_keras_model(stripped, ctx, unique_weights=unique, sparsity=sparsity,
+                                **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
+
+
+# --------------------------------------------------------------------------- helpers (TensorFlow inside)
+
+
+def _why_not_clusterable(layer, stage: ClusterStage) -> str | None:
+    """None when tfmot can cluster ``layer``'s kernel, else the reason it is left alone."""
+    from tensorflow_model_optimization.python.core.clustering.keras import clusterable_layer, clustering_registry
+
+    registry = clustering_registry.ClusteringRegistry
+    if isinstance(layer, clusterable_layer.ClusterableLayer):
+        return None
+    if not registry.supports(layer):
+        return "not supported by tfmot clustering"
+    if not registry._weight_names(layer):
+        return "has no clusterable weights"
+    size = sum(int(v.shape.num_elements()) for _, v in kernel_variables_of(layer))
+    if size <= stage.number_of_clusters:
+        return f"its {size} weights are not more than {stage.number_of_clusters} clusters"
+    return None
+
+
+def kernel_variables_of(layer):
+    """(name, variable) of a single layer's kernels."""
+    from compressflow.stages.tfutil import KERNEL_NAMES, weight_short_name
+
+    return [(weight_short_name(v), v) for v in layer.weights if weight_short_name(v) in KERNEL_NAMES]
+
+
+def cluster_layers(model, stage: ClusterStage, log):
+    """Wrap the selected, clusterable layers of ``model`` with ``cluster_weights``.
+
+    Returns ``(wrapped model, names of clustered layers, {skipped layer: reason})``.
+    """
+    from compressflow.stages.prune import selected
+    from compressflow.stages.tfutil import keras, tfmot
+
+    k, clustering = keras(), tfmot().clustering.keras
+    init = getattr(clustering.CentroidInitialization, stage.centroid_init.upper())
+    clustered: list[str] = []
+    skipped: dict[str, str] = {}
+
+    def wrap(layer):
+        if isinstance(layer, k.Model):
+            return k.models.clone_model(layer, clone_function=wrap)
+        if not layer.trainable_weights:
+            return layer
+        if not selected(layer.name, stage.include, stage.exclude):
+            skipped[layer.name] = "not selected by include/exclude"
+            return layer
+        reason = _why_not_clusterable(layer, stage)
+        if reason:
+            skipped[layer.name] = reason
+            log(f"not clustering {layer.name}: {reason}")
+            return layer
+        clustered.append(layer.name)
+        # NOTE: cluster_weights forwards preserve_sparsity to the wrapper (zero kept as one of the centroids).
+        return clustering.cluster_weights(layer, number_of_clusters=stage.number_of_clusters,
+                                          cluster_centroids_init=init, preserve_sparsity=stage.preserve_sparsity)
+
+    wrapped = k.models.clone_model(model, clone_function=wrap)
+    if not clustered:
+        listed = "; ".join(f"{name}: {why}" for name, why in skipped.items()) or "the model has no weights"
+        raise StageFailed(f"no layer to cluster ({listed})")
+    log(f"clustering {', '.join(clustered)} into {stage.number_of_clusters} clusters"
+        + (" (zeros kept)" if stage.preserve_sparsity else ""))
+    return wrapped, clustered, skipped

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
@@ -30,4 +31,53 @@ class FineTuneStage(TrainingOptions, Stage):
     preserve_clusters: bool = Field(True, description="Keep the number of unique values per weight tensor.")
 
     def run(self, ctx) -> None:
-        raise NotImplementedError
+        from compressflow.data.datasets import load_splits
+        from compressflow.stages import tfutil
+
+        tfutil.seed_everything(ctx.seed)
+        model = tfutil.load_input_model(ctx)
+        splits = load_splits(ctx.dataset(self.data), ctx.env)
+        tfutil.check_data_fits(model, splits, self.data)
+        before = tfutil.kernel_stats(model)
+        constraints = tfutil.structure_constraints(model, sparsity=self.preserve_sparsity,
+                                                   clusters=self.preserve_clusters)
+        _log_constraints(ctx, constraints)
+        from_logits = tfutil.outputs_logits(model) if self.from_logits is None else self.from_logits
+        tfutil.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate, loss=self.loss,
+                             metrics=self.metrics, from_logits=from_logits)
+        keeper = [tfutil.structure_keeper(constraints)] if constraints else []
+        training = tfutil.fit(model, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                              callbacks=keeper, early_stopping=self.early_stopping,
+                              learning_rate=self.learning_rate)
+        after = tfutil.kernel_stats(model)
+        self._check_kept(before, after)
+        final = tfutil.evaluate(model, splits, loss=self.loss, from_logits=from_logits)
+        sparsity = tfutil.overall_sparsity(after)
+        ctx.log("final  " + "  ".join(f"{key} {value:.4f}" for key, value in final.items())
+                + f"  sparsity {sparsity:.4f}")
+        ctx.write_json("metrics.json", {**final, "sparsity": sparsity, "epochs_run": training["epochs_run"],
+                                        "history": training["history"], "kernels": after,
+                                        "kept": [c["name"] for c in constraints]})
+        tfutil.save_keras_model(model, ctx, sparsity=sparsity, from_logits=from_logits,
+                                **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
+
+    def _check_kept(self, before: dict, after: dict) -> None:
+        """Fail loudly if a kernel lost zeros or gained unique values (it must not happen)."""
+        for name, old in before.items():
+            new = after[name]
+            if self.preserve_sparsity and new["zeros"] < old["zeros"]:
+                raise StageFailed(f"kernel {name} lost sparsity while training ({old['sparsity']:.4f} -> "
+                                  f"{new['sparsity']:.4f})")
+            if self.preserve_clusters and new["unique"] > old["unique"] and old["unique"] < old["size"]:
+                raise StageFailed(f"kernel {name} gained unique values while training "
+                                  f"({old['unique']} -> {new['unique']})")
+
+
+def _log_constraints(ctx, constraints: list[dict]) -> None:
+    for c in constraints:
+        kept = []
+        if c["mask"] is not None:
+            kept.append(f"{int(c['mask'].size - c['mask'].sum())} zeros")
+        if c["index"] is not None:
+            kept.append(f"{c['unique']} unique values ({c['groups']} shared by several weights)")
+        ctx.log(f"keeping {' and '.join(kept)} of {c['name']}")

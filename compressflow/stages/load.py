@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, Stage
 from compressflow.stages.registry import register_stage
 
@@ -23,7 +24,8 @@ class LoadStage(Stage):
     type: Literal["load"] = "load"
     path: str | None = Field(None, description="Model file or SavedModel directory, relative to the pipeline file.",
                              examples=["models/base.keras"])
-    builder: str | None = Field(None, description="`module:function` returning a Keras model.",
+    builder: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                                description="`module:function` returning a tf-keras model (called with `args`).",
                                 examples=["compressflow.models:small_cnn"])
     application: str | None = Field(None, description="A keras.applications architecture, e.g. `MobileNetV2`.")
     args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the builder or application.")
@@ -40,5 +42,117 @@ class LoadStage(Stage):
             raise ValueError("'weights' goes with 'application'")
         return self
 
+    # -- cache key ------------------------------------------------------------------
+
+    def fingerprint(self, env) -> dict[str, Any]:
+        """Bytes of the model file, or the builder's source (found without importing it).
+
+        Cheap and TensorFlow-free: it runs on every plan.
+        """
+        from compressflow.data.datasets import module_source_fingerprint
+        from compressflow.stages.base import tree_sha256
+
+        if self.path:
+            path = env.resolve_path(self.path, what="model path")
+            return {"sha256": tree_sha256(path) if path.exists() else "missing"}
+        if self.builder:
+            module = self.builder.partition(":")[0]
+            return {"builder": self.builder, "source": module_source_fingerprint(module), "args": self.args}
+        fingerprint: dict[str, Any] = {"application": self.application, "args": self.args}
+        if self.weights:
+            weights = env.resolve_path(self.weights, what="weights file")
+            fingerprint["weights_sha256"] = tree_sha256(weights) if weights.exists() else "missing"
+        return fingerprint
+
+    # -- run ------------------------------------------------------------------------
+
     def run(self, ctx) -> None:
-        raise NotImplementedError
+        from compressflow.stages import tfutil
+
+        tfutil.seed_everything(ctx.seed)
+        if self.path:
+            model, fmt = self._from_file(ctx)
+            source = {"source": "path", "format": fmt}
+        elif self.builder:
+            model, source = self._from_builder(ctx), {"source": "builder", "builder": self.builder}
+        else:
+            model, source = self._from_application(ctx), {"source": "application", "application": self.application}
+        _check_keras_model(model, self._what())
+        stats = tfutil.kernel_stats(model)
+        sparsity = tfutil.overall_sparsity(stats)
+        ctx.write_json("metrics.json", {"params": int(model.count_params()), "sparsity": sparsity,
+                                        "kernels": stats})
+        ctx.log(f"{self._what()}: {len(model.layers)} layers, {model.count_params():,} parameters")
+        tfutil.save_keras_model(model, ctx, **source, sparsity=sparsity,
+                                input_shape=_shape(model.input_shape), output_shape=_shape(model.output_shape))
+
+    def _what(self) -> str:
+        return f"model file {self.path}" if self.path else (
+            f"builder {self.builder}" if self.builder else f"application {self.application}")
+
+    def _from_file(self, ctx):
+        from compressflow.stages import tfutil
+
+        path = ctx.env.resolve_path(self.path, what="model path")
+        opt_in = f"set `trust: true` on load stage {ctx.name!r}"
+        fmt = tfutil.check_model_file(path, trust=self.trust, opt_in=opt_in)
+        return tfutil.load_keras_model(path, trust=self.trust, opt_in=opt_in), fmt
+
+    def _from_builder(self, ctx):
+        function = _import_builder(self.builder)
+        try:
+            return function(**self.args)
+        except TypeError as exc:
+            raise StageFailed(f"builder {self.builder} does not accept args {sorted(self.args)}: {exc}") from exc
+
+    def _from_application(self, ctx):
+        from compressflow.models import application
+
+        weights = ctx.env.resolve_path(self.weights, what="weights file") if self.weights else None
+        if weights is not None and not weights.is_file():
+            raise StageFailed(f"weights file {weights} does not exist")
+        try:
+            return application(self.application, weights=weights, **self.args)
+        except (TypeError, ValueError) as exc:
+            raise StageFailed(f"application {self.application}: {exc}") from exc
+
+
+def _import_builder(spec: str):
+    """The function named by ``module:function`` (importing the module runs the user's code)."""
+    import importlib
+
+    from compressflow.errors import did_you_mean
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise StageFailed(f"builder {spec!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StageFailed(f"builder {spec}: cannot import module {module_name!r}: {exc}") from exc
+    function = getattr(module, attr, None)
+    if not callable(function):
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        hint = did_you_mean(attr, names)
+        raise StageFailed(f"builder {spec}: module {module_name!r} has no function {attr!r}"
+                          + (f"; {hint}" if hint else ""))
+    return function
+
+
+def _check_keras_model(model, what: str) -> None:
+    from compressflow.stages.tfutil import keras
+
+    k = keras()
+    if not isinstance(model, k.Model):
+        kind = f"{type(model).__module__}.{type(model).__name__}"
+        hint = (" (a Keras 3 model: build it with `import tf_keras as keras`, the Keras that tfmot supports)"
+                if type(model).__module__.startswith("keras") else "")
+        raise StageFailed(f"{what} gave a {kind}, not a tf-keras Model{hint}")
+    if not model.built:
+        raise StageFailed(f"{what} gave a model that is not built; give it an input shape (keras.Input)")
+
+
+def _shape(shape) -> list | None:
+    if isinstance(shape, list):  # several inputs or outputs
+        return [_shape(s) for s in shape]
+    return list(shape) if shape is not None else None

@@ -1,18 +1,32 @@
-"""TensorFlow plumbing shared by the stages: import, determinism, model files.
+"""TensorFlow plumbing shared by the stages: import, determinism, model files, training.
 
-Import this module only from inside a stage's ``run``: it imports TensorFlow.
+Import this module only from inside a stage's ``run``: most functions import TensorFlow.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+from compressflow.errors import StageFailed
 
 KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
+# Weight names that hold a layer's main weights: what pruning, clustering and the reports look at.
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "recurrent_kernel", "embeddings")
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 _tf = None
+
+
+class TrainingDiverged(StageFailed):
+    """The training loss (or a weight) became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------- import, seeding
 
 
 def import_tensorflow():
@@ -38,21 +52,402 @@ def keras():
     return tf_keras
 
 
+def tfmot():
+    """The tensorflow_model_optimization module (imported after TensorFlow is configured)."""
+    import_tensorflow()
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and TensorFlow so a stage's output depends only on its inputs."""
     keras().utils.set_random_seed(seed)
 
 
+# --------------------------------------------------------------------------- model files
+
+
+def is_known_keras_class(class_name: str, module: str | None, registered_name: str | None) -> bool:
+    """Whether a class named in a model file is built into tf-keras or registered in this process."""
+    k = keras()
+    for name in (registered_name, class_name):
+        if name and k.saving.get_registered_object(name) is not None:
+            return True
+    if module is not None:
+        return False
+    return class_name in _builtin_layer_names()
+
+
+def _builtin_layer_names() -> set[str]:
+    k = keras()
+    try:
+        from tf_keras.src.layers import serialization
+
+        serialization.populate_deserializable_objects()
+        names = set(serialization.LOCAL.ALL_OBJECTS)
+    except (ImportError, AttributeError):  # pragma: no cover - private table moved
+        names = set()
+    names.update(n for n in dir(k.layers) if isinstance(getattr(k.layers, n), type))
+    return names | {"Functional", "Sequential", "Model"}
+
+
+def check_model_file(path: Path, *, trust: bool = False, opt_in: str = "set `trust: true` on the load stage") -> str:
+    """Refuse a model file that would run code on load (unless ``trust``); return its format."""
+    from compressflow.models.safety import check_model_file as check
+
+    return check(Path(path), trust=trust, is_known=is_known_keras_class, opt_in=opt_in)
+
+
+def load_keras_model(path: Path, *, trust: bool = False, custom_objects: dict | None = None,
+                     opt_in: str = "set `trust: true` on the load stage"):
+    """Load a Keras model file (.keras, .h5 or a SavedModel folder) without its training state.
+
+    Unless ``trust``, the stored config is inspected first and a file that would run
+    code (Lambda layers, unregistered custom objects) raises ``UnsafeModelError``, whose
+    message ends with ``opt_in`` (how to allow it). A missing, truncated or corrupt file raises ``ModelFileError`` naming it.
+    """
+    from compressflow.models.safety import ModelFileError
+
+    path = Path(path)
+    check_model_file(path, trust=trust, opt_in=opt_in)
+    k = keras()
+    try:
+        return k.models.load_model(path, compile=False, safe_mode=not trust, custom_objects=custom_objects)
+    except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear error
+        raise ModelFileError(f"cannot load model file {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else ""
+
+
+def load_artifact_model(artifact):
+    """A fresh copy of the Keras model in a stage's output artifact."""
+    from compressflow.stages.base import KERAS_MODEL
+
+    if artifact.kind != KERAS_MODEL:
+        raise StageFailed(f"stage {artifact.stage!r} gives a {artifact.kind}, not a Keras model")
+    # NOTE: an artifact is marked trusted only when its model holds code that a load stage was
+    # allowed to run (`trust: true`, or a builder); the flag travels in artifact.json with the model.
+    return load_keras_model(artifact.file(), trust=bool(artifact.meta.get("trusted")))
+
+
+def load_input_model(ctx, field: str = "model"):
+    """A fresh copy of the Keras model given by input ``field``; never a shared object (design §5)."""
+    return load_artifact_model(ctx.input(field))
+
+
+def model_has_code(model) -> bool:
+    """Whether a model holds layers whose saved form carries Python code (Lambda)."""
+    k = keras()
+    return any(isinstance(layer, k.layers.Lambda) for layer in iter_layers(model))
+
+
 def save_keras_model(model, ctx, **meta: Any) -> None:
-    """Save ``model`` as the stage's Keras output (``model.keras``) and declare it."""
+    """Save ``model`` as the stage's Keras output (``model.keras``) and declare it.
+
+    The saved model holds architecture and weights only (no optimizer or compile state).
+    ``meta`` goes to ``artifact.json``; ``params`` and ``trusted`` are added.
+    """
     from compressflow.stages.base import KERAS_MODEL
 
     path = ctx.out_dir / KERAS_FILE
-    model.save(path)
+    plain = without_training_state(model)
+    meta.setdefault("params", int(plain.count_params()))
+    if model_has_code(plain):
+        meta["trusted"] = True
+    plain.save(path)
     ctx.set_output(KERAS_MODEL, KERAS_FILE, **meta)
 
 
-def load_keras_model(path: Path, *, trust: bool = False, custom_objects: dict | None = None):
-    """Load a Keras model file written by a stage (or, with the checks of ``load``, by a user)."""
+def without_training_state(model):
+    """A copy of ``model`` with the same layers' weights and no optimizer or compile state."""
     k = keras()
-    return k.models.load_model(path, compile=False, safe_mode=not trust, custom_objects=custom_objects)
+    if not getattr(model, "_is_graph_network", False) and not isinstance(model, k.Sequential):
+        return model  # subclassed models cannot be cloned; saved as they are
+    clone = k.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+# --------------------------------------------------------------------------- layers and weights
+
+
+def iter_layers(model) -> Iterator[Any]:
+    """Every layer of ``model``, nested models expanded (the nested model itself too)."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers") and layer is not model:
+            yield from iter_layers(layer)
+
+
+def weight_short_name(variable) -> str:
+    """``conv1/kernel:0`` -> ``kernel``."""
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def kernel_variables(model) -> list[tuple[str, Any]]:
+    """(report name, variable) of every kernel-like weight: ``conv1`` or ``layer/depthwise_kernel``."""
+    found, seen = [], set()
+    for layer in iter_layers(model):
+        if hasattr(layer, "layers"):
+            continue
+        for variable in layer.weights:
+            short = weight_short_name(variable)
+            if short in KERNEL_NAMES and id(variable) not in seen:
+                seen.add(id(variable))
+                found.append((layer.name if short == "kernel" else f"{layer.name}/{short}", variable))
+    return found
+
+
+def kernel_stats(model) -> dict[str, dict[str, Any]]:
+    """Per kernel: size, zeros, sparsity and number of unique values."""
+    import numpy as np
+
+    stats = {}
+    for name, variable in kernel_variables(model):
+        values = np.asarray(variable.numpy())
+        zeros = int(values.size - np.count_nonzero(values))
+        stats[name] = {"size": int(values.size), "zeros": zeros,
+                       "sparsity": zeros / values.size if values.size else 0.0,
+                       "unique": int(np.unique(values).size)}
+    return stats
+
+
+def overall_sparsity(stats: dict[str, dict[str, Any]], names: Iterable[str] | None = None) -> float:
+    """Share of zeros over the kernels ``names`` (default: all) of a :func:`kernel_stats` result."""
+    chosen = [stats[n] for n in (stats if names is None else names)]
+    size = sum(s["size"] for s in chosen)
+    return sum(s["zeros"] for s in chosen) / size if size else 0.0
+
+
+def check_finite_weights(model, stage: str) -> None:
+    """Fail when any weight of ``model`` is NaN or infinite."""
+    import numpy as np
+
+    for variable in model.weights:
+        if not np.all(np.isfinite(variable.numpy())):
+            raise TrainingDiverged(f"stage {stage!r}: weight {variable.name} holds NaN or infinite values; "
+                                   "the model is not saved. Try a lower learning_rate.")
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def make_optimizer(name: str = "adam", learning_rate: float = 1e-3):
+    """A fresh tf-keras optimizer by name: ``adam``, ``sgd``, ``rmsprop`` or ``adamw``."""
+    k = keras()
+    classes = {"adam": k.optimizers.Adam, "sgd": k.optimizers.SGD,
+               "rmsprop": k.optimizers.RMSprop, "adamw": k.optimizers.AdamW}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(classes)}")
+    return classes[name](learning_rate=learning_rate)
+
+
+def _unwrap(layer):
+    while hasattr(layer, "layer") and not hasattr(layer, "activation"):
+        layer = layer.layer  # pruning / clustering / quantization wrappers
+    return layer
+
+
+def output_activation(model) -> str:
+    """Name of the activation of the model's last layer (``linear`` when it has none)."""
+    k = keras()
+    layer = _unwrap(model.layers[-1])
+    if hasattr(layer, "layers") and layer.layers:
+        return output_activation(layer)
+    if isinstance(layer, k.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear"
+    return getattr(activation, "__name__", str(activation))
+
+
+def outputs_logits(model) -> bool:
+    """True when the model's last activation is linear (it outputs logits, not probabilities)."""
+    return output_activation(model) not in _PROBABILITY_ACTIVATIONS
+
+
+def make_loss(name: str, from_logits: bool):
+    """A tf-keras loss object by name; cross-entropies get ``from_logits``."""
+    k = keras()
+    cross_entropies = {"sparse_categorical_crossentropy": k.losses.SparseCategoricalCrossentropy,
+                       "categorical_crossentropy": k.losses.CategoricalCrossentropy,
+                       "binary_crossentropy": k.losses.BinaryCrossentropy}
+    if name in cross_entropies:
+        return cross_entropies[name](from_logits=from_logits)
+    return k.losses.get(name)
+
+
+def compile_model(model, *, optimizer: str = "adam", learning_rate: float = 1e-3,
+                  loss: str = "sparse_categorical_crossentropy", metrics: Iterable[str] = ("accuracy",),
+                  from_logits: bool | None = None):
+    """Compile ``model``; ``from_logits=None`` detects it from the last activation. Returns ``model``."""
+    if from_logits is None:
+        from_logits = outputs_logits(model)
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=make_loss(loss, from_logits),
+                  metrics=list(metrics))
+    return model
+
+
+# --------------------------------------------------------------------------- training
+
+
+def epoch_logger(ctx, epochs: int, *, learning_rate: float | None = None):
+    """A callback that logs each epoch's metrics through ``ctx.log`` (and ``ctx.progress``).
+
+    It also stops the stage with :class:`TrainingDiverged` as soon as the loss is NaN or infinite.
+    """
+    k = keras()
+
+    class EpochLogger(k.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch, self._start = epoch, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                lr = f" (now {learning_rate:g})" if learning_rate is not None else ""
+                raise TrainingDiverged(
+                    f"stage {ctx.name!r}: the training loss became {float(loss)} at epoch {self._epoch + 1}, "
+                    f"batch {batch + 1}; the model is not saved. Try a lower learning_rate{lr}.")
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {key: float(value) for key, value in (logs or {}).items()}
+            seconds = time.perf_counter() - self._start
+            ctx.log(f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
+                    + f"  ({seconds:.1f} s)")
+            if ctx.progress is not None:
+                ctx.progress({"stage": ctx.name, "epoch": epoch + 1, "epochs": epochs, **logs})
+
+    return EpochLogger()
+
+
+def early_stopping_callback(options, has_validation: bool):
+    """The tf-keras EarlyStopping for an ``EarlyStopping`` option group (``None`` gives ``None``)."""
+    if options is None:
+        return None
+    if options.monitor.startswith("val_") and not has_validation:
+        raise StageFailed(f"early stopping watches {options.monitor!r} but the dataset has no validation split "
+                          "(validation_fraction is 0)")
+    return keras().callbacks.EarlyStopping(monitor=options.monitor, patience=options.patience,
+                                           min_delta=options.min_delta,
+                                           restore_best_weights=options.restore_best_weights)
+
+
+def check_data_fits(model, splits, data_name: str) -> None:
+    """Fail clearly when the dataset's samples do not have the model's input shape."""
+    if isinstance(model.input_shape, list):
+        return  # several inputs: left to Keras
+    expected, got = tuple(model.input_shape[1:]), tuple(splits.x_train.shape[1:])
+    if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got)):
+        raise StageFailed(f"dataset {data_name!r} gives samples of shape {got} but the model expects {expected}")
+
+
+def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable[Any] = (),
+        early_stopping=None, learning_rate: float | None = None) -> dict[str, Any]:
+    """Fit a compiled model on the training split, validating on the validation split.
+
+    Seeded shuffling, per-epoch logging, NaN check, optional early stopping. Returns
+    ``{"epochs_run": n, "history": {...}}``.
+    """
+    has_val = len(splits.x_val) > 0
+    all_callbacks = [epoch_logger(ctx, epochs, learning_rate=learning_rate), *callbacks]
+    stopper = early_stopping_callback(early_stopping, has_val)
+    if stopper is not None:
+        all_callbacks.append(stopper)
+    if epochs == 0:
+        return {"epochs_run": 0, "history": {}}
+    history = model.fit(splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
+                        validation_data=(splits.x_val, splits.y_val) if has_val else None,
+                        callbacks=all_callbacks, verbose=0)
+    check_finite_weights(model, ctx.name)
+    hist = {key: [float(v) for v in values] for key, values in history.history.items()}
+    return {"epochs_run": len(next(iter(hist.values()), [])), "history": hist}
+
+
+def evaluate(model, splits, *, loss: str = "sparse_categorical_crossentropy", from_logits: bool | None = None,
+             batch_size: int = 256) -> dict[str, float]:
+    """Loss and accuracy of ``model`` on the train and validation splits (keys ``loss``, ``val_accuracy``...)."""
+    k = keras()
+    if from_logits is None:
+        from_logits = outputs_logits(model)
+    loss_fn = make_loss(loss, from_logits)
+    results = {}
+    for prefix, x, y in (("", splits.x_train, splits.y_train), ("val_", splits.x_val, splits.y_val)):
+        if len(x) == 0:
+            continue
+        predictions = model.predict(x, batch_size=batch_size, verbose=0)
+        results[f"{prefix}loss"] = float(loss_fn(y, predictions))
+        accuracy = k.metrics.SparseCategoricalAccuracy()
+        accuracy.update_state(y, predictions)
+        results[f"{prefix}accuracy"] = float(accuracy.result())
+    return results
+
+
+# --------------------------------------------------------------------------- keeping sparsity and clusters
+
+
+def structure_constraints(model, *, sparsity: bool = True, clusters: bool = True) -> list[dict[str, Any]]:
+    """What must hold on each kernel while training: its zeros, and its groups of equal values.
+
+    One entry per constrained kernel: ``{"name", "variable", "mask", "index", "ids", "groups",
+    "unique"}``. ``mask`` is None when sparsity is not kept or the kernel has no zero.
+    ``index`` (flat positions of weights that share their value with another weight) and
+    ``ids`` (their group numbers, ``groups`` in all) are None when every value is distinct.
+    """
+    import numpy as np
+
+    constraints = []
+    for name, variable in kernel_variables(model):
+        values = variable.numpy()
+        mask = (values != 0).astype(values.dtype) if sparsity and not values.all() else None
+        index = ids = None
+        groups = unique = 0
+        if clusters:
+            unique_values, inverse, counts = np.unique(values.reshape(-1), return_inverse=True, return_counts=True)
+            unique = int(unique_values.size)
+            shared = counts[inverse] > 1
+            if shared.any():
+                index = np.flatnonzero(shared).astype("int32")
+                _, ids = np.unique(inverse[shared], return_inverse=True)
+                ids, groups = ids.astype("int32"), int(ids.max()) + 1
+        if mask is not None or index is not None:
+            constraints.append({"name": name, "variable": variable, "mask": mask, "index": index, "ids": ids,
+                                "groups": groups, "unique": unique})
+    return constraints
+
+
+def structure_keeper(constraints: list[dict[str, Any]]):
+    """A callback that, after every training batch, re-zeroes masked weights and sets each
+    weight of a group of equal values to the group's mean (so unique values cannot grow)."""
+    tf = import_tensorflow()
+    k = keras()
+    prepared = [(c["variable"],
+                 None if c["mask"] is None else tf.constant(c["mask"]),
+                 None if c["index"] is None else tf.constant(c["index"][:, None]),
+                 None if c["ids"] is None else tf.constant(c["ids"]),
+                 c["groups"]) for c in constraints]
+
+    @tf.function
+    def project():
+        for variable, mask, index, ids, groups in prepared:
+            value = variable
+            if index is not None:
+                flat = tf.reshape(value, [-1])
+                means = tf.math.unsorted_segment_mean(tf.gather_nd(flat, index), ids, groups)
+                flat = tf.tensor_scatter_nd_update(flat, index, tf.gather(means, ids))
+                value = tf.reshape(flat, tf.shape(variable))
+            if mask is not None:
+                value = value * mask
+            variable.assign(value)
+
+    class StructureKeeper(k.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if prepared:
+                project()
+
+    return StructureKeeper()
