@@ -1,0 +1,103 @@
+"""``load_pipeline``: a pipeline file (or dict) -> a validated :class:`Pipeline`.
+
+Steps, each adding to one list of problems so that all are reported at once:
+
+1. read the YAML into located data (:mod:`~compressflow.dsl.yaml_source`),
+2. expand includes and templates (:mod:`~compressflow.dsl.reuse`),
+3. apply ``--params`` files, then ``--set`` overrides (:mod:`~compressflow.dsl.overrides`),
+4. resolve ``${params.x}`` (:mod:`~compressflow.dsl.interpolate`),
+5. validate with the pydantic model (:mod:`~compressflow.dsl.validate`),
+6. check references and cycles (:mod:`~compressflow.dsl.references`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from compressflow.errors import Location, PipelineError, Problem
+from compressflow.dsl.interpolate import interpolate
+from compressflow.dsl.located import LocatedDict, from_plain
+from compressflow.dsl.model import Pipeline
+from compressflow.dsl.problems import Problems
+from compressflow.dsl.overrides import apply_overrides, params_file_overrides, parse_overrides
+from compressflow.dsl.references import check_references
+from compressflow.dsl.reuse import expand_reuse
+from compressflow.dsl.validate import validate_document
+from compressflow.dsl.yaml_source import ParsedYaml, read_yaml_file
+from compressflow.stages.registry import stage_types
+
+DICT_SOURCE = "<dict>"
+
+
+def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
+                  overrides: Iterable[str] | Mapping[str, Any] | None = None,
+                  params_files: Iterable[str | os.PathLike[str]] | None = None) -> Pipeline:
+    """Load, resolve and validate a pipeline.
+
+    ``source`` is the path of a YAML file or a mapping (its locations then read
+    ``<dict>:1:1``). ``overrides`` are ``"dotted.path=value"`` strings (values
+    parsed with YAML rules) or a ``{"dotted.path": value}`` mapping;
+    ``params_files`` are YAML files whose entries override ``params``.
+
+    Raises :class:`~compressflow.errors.PipelineError` carrying every problem
+    found, sorted by location; bad input never raises anything else.
+    """
+    problems = Problems()
+    parsed, path, root = _read_source(source)
+    problems.extend(parsed.problems)
+    for invalid_path in parsed.invalid_paths:
+        problems.mark_invalid(invalid_path)
+    document = _top_level_mapping(parsed)
+    expand_reuse(document, path, problems)
+    apply_overrides(document, params_file_overrides(params_files, problems)
+                    + parse_overrides(overrides, problems), problems)
+    interpolate(document, problems)
+    validated = validate_document(document, problems)
+    graph = check_references(document, stage_types(), problems)
+    if problems or validated is None:
+        raise PipelineError(problems.report(document.location.file))
+    return Pipeline(
+        name=validated.name, version=validated.version, seed=validated.seed,
+        params=dict(validated.params), datasets=dict(validated.datasets), stages=dict(validated.stages),
+        path=path, root=root, document=document, _graph=graph)
+
+
+def _read_source(source: Any) -> tuple[ParsedYaml, Path | None, Path]:
+    if isinstance(source, Mapping):
+        problems: list[Problem] = []
+        location = Location(DICT_SOURCE, 1, 1)
+        value = from_plain(dict(source), location, problems)
+        if problems:
+            raise PipelineError(problems)
+        return ParsedYaml(value, location), None, Path.cwd()
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        parsed = read_yaml_file(path, str(source))
+        resolved = path.resolve()
+        return parsed, resolved, resolved.parent
+    raise PipelineError([Problem(
+        f"a pipeline is a path to a YAML file or a mapping, not {type(source).__name__}")])
+
+
+def _top_level_mapping(parsed: ParsedYaml) -> LocatedDict:
+    if parsed.empty:
+        raise PipelineError([Problem(
+            "the pipeline file is empty", parsed.location,
+            hint="a pipeline file is a mapping with at least 'name:' and 'stages:'")])
+    if not isinstance(parsed.value, LocatedDict):
+        raise PipelineError(parsed.problems + [Problem(
+            f"the top level of a pipeline must be a mapping (keys such as 'name:' and 'stages:'), "
+            f"not {_kind(parsed.value)}", parsed.location)])
+    return parsed.value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,54 @@
+"""The list of problems a load collects, and how it is reported."""
+
+from __future__ import annotations
+
+from compressflow.errors import Problem
+
+
+class Problems(list):
+    """Problems found so far, in the order found.
+
+    A problem added with :meth:`invalid` also marks its value as unusable: later
+    problems about that value or anything inside it are follow-ups (an unknown
+    param is not also "expected a number, got '${params.x}'") and are dropped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._invalid: dict[tuple, int] = {}  # path -> index of the problem that made it invalid
+
+    def invalid(self, problem: Problem) -> None:
+        self.mark_invalid(problem.path)
+        self.append(problem)
+
+    def mark_invalid(self, path: tuple) -> None:
+        self._invalid.setdefault(tuple(path), len(self))
+
+    def _is_follow_up(self, index: int, path: tuple) -> bool:
+        if not self._invalid:
+            return False
+        for length in range(len(path) + 1):
+            since = self._invalid.get(path[:length])
+            if since is not None and index > since:
+                return True
+        return False
+
+    def report(self, main_file: str | None = None) -> list[Problem]:
+        """Problems without repeats or follow-ups, sorted by file (``main_file`` first), line and column."""
+        kept: dict[tuple, Problem] = {}
+        for index, problem in enumerate(self):
+            if self._is_follow_up(index, problem.path):
+                continue
+            kept.setdefault((problem.message, problem.location, problem.path), problem)
+        files: dict[str, int] = {}
+        for problem in kept.values():
+            if problem.location is not None:
+                files.setdefault(problem.location.file, len(files))
+
+        def order(problem: Problem) -> tuple:
+            location = problem.location
+            if location is None:
+                return (2, 0, 0, 0)
+            return (0 if location.file == main_file else 1, files[location.file], location.line, location.column)
+
+        return sorted(kept.values(), key=order)

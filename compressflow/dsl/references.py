@@ -1,0 +1,116 @@
+"""Check stage and dataset references, and build the dependency graph.
+
+References are read from the document itself (not only from validated stages) so
+that a stage with an unrelated mistake still has its references checked, and the
+cycle check sees every edge.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterator, NamedTuple
+
+import networkx as nx
+
+from compressflow.errors import Location, Problem, did_you_mean
+from compressflow.dsl.located import LocatedDict, LocatedList
+from compressflow.stages.base import Stage
+
+#: Cycles reported at most (a dense graph can have exponentially many).
+MAX_CYCLES_REPORTED = 20
+
+
+class Reference(NamedTuple):
+    """``stage`` names ``target`` in ``field`` (at ``path``, written at ``location``)."""
+
+    stage: str
+    field: str
+    target: str
+    path: tuple
+    location: Location
+
+
+def check_references(document: LocatedDict, stage_classes: dict[str, type[Stage]],
+                     problems: list[Problem]) -> nx.DiGraph:
+    """Report dangling, self and dataset references and cycles; return the stage graph.
+
+    The graph has one node per stage and an edge ``dependency -> dependent`` per
+    valid reference, whose ``references`` attribute lists where it was written.
+    """
+    stages = document.get("stages")
+    stages = stages if isinstance(stages, LocatedDict) else {}
+    datasets = document.get("datasets")
+    dataset_names = list(datasets) if isinstance(datasets, LocatedDict) else []
+    edges: dict[tuple[str, str], list[Reference]] = {}
+    ref_fields = {kind: (cls.stage_ref_fields(), cls.dataset_ref_fields()) for kind, cls in stage_classes.items()}
+    for name, config in stages.items():
+        kind = config.get("type") if isinstance(config, LocatedDict) else None
+        fields = ref_fields.get(kind) if isinstance(kind, str) else None
+        if fields is None:
+            continue  # validation reports the missing or unknown type
+        stage_fields, dataset_fields = fields
+        for ref in _refs(name, config, stage_fields):
+            if ref.target == name:
+                problems.append(Problem(f"stage '{name}' refers to itself in '{ref.field}'",
+                                        ref.location, ref.path, hint="a stage cannot use its own output"))
+            elif ref.target not in stages:
+                problems.append(Problem(f"'{ref.field}' of stage '{name}' names an unknown stage '{ref.target}'",
+                                        ref.location, ref.path, hint=_hint(ref.target, list(stages), "stages")))
+            else:
+                edges.setdefault((ref.target, name), []).append(ref)
+        for ref in _refs(name, config, dataset_fields):
+            if ref.target not in dataset_names:
+                problems.append(Problem(
+                    f"'{ref.field}' of stage '{name}' names an unknown dataset '{ref.target}'",
+                    ref.location, ref.path, hint=_hint(ref.target, dataset_names, "datasets")))
+    graph = nx.DiGraph()
+    graph.add_nodes_from(stages)
+    graph.add_edges_from((source, target, {"references": refs}) for (source, target), refs in edges.items())
+    problems.extend(cycle_problems(graph, list(stages)))
+    return graph
+
+
+def _refs(stage: str, config: LocatedDict, fields: list[str]) -> Iterator[Reference]:
+    for field in fields:
+        value = config.get(field)
+        base = ("stages", stage, field)
+        if isinstance(value, str):
+            yield Reference(stage, field, value, base, config.value_location(field))
+        elif isinstance(value, LocatedList):
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    yield Reference(stage, field, item, base + (index,), value.item_location(index))
+
+
+def _hint(name: str, known: list[str], section: str) -> str:
+    close = did_you_mean(name, known)
+    if close:
+        return close
+    if not known:
+        return f"there are no {section}; define them under '{section}:'"
+    return f"known {section}: " + ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+
+
+def cycle_problems(graph: nx.DiGraph, order: list[str]) -> list[Problem]:
+    """One problem per cycle, naming its members in order of the data flow."""
+    position = {name: index for index, name in enumerate(order)}
+    problems = []
+    # NOTE: simple_cycles is slow on large acyclic graphs; strongly connected components are not.
+    in_cycles = [c for c in nx.strongly_connected_components(graph) if len(c) > 1]
+    if not in_cycles:
+        return problems
+    cycles = nx.simple_cycles(graph.subgraph(set().union(*in_cycles)))
+    for cycle in itertools.islice(cycles, MAX_CYCLES_REPORTED):
+        start = min(range(len(cycle)), key=lambda i: position.get(cycle[i], len(order)))
+        cycle = cycle[start:] + cycle[:start]
+        first, last = cycle[0], cycle[-1]
+        ref = graph.edges[last, first]["references"][0]  # `first` refers to `last`: closes the cycle
+        chain = " -> ".join(cycle + [first])
+        problems.append(Problem(
+            f"stages form a cycle: {chain}", ref.location, ref.path,
+            hint=f"each stage uses the output of the one before it; '{first}' names '{last}' in "
+                 f"'{ref.field}', which makes it depend on itself"))
+    if next(cycles, None) is not None:
+        problems.append(Problem(f"more than {MAX_CYCLES_REPORTED} cycles; only the first are listed"))
+    return problems
+
