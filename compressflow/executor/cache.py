@@ -45,6 +45,8 @@ _PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 _TAKEN_ERRNOS = frozenset({errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR})
 _HEX = frozenset("0123456789abcdef")
 
+UNKNOWN_STAGE = "?"
+
 
 @dataclass(frozen=True)
 class CacheEntry:
@@ -77,9 +79,9 @@ class EntryInfo:
 
     key: str
     path: Path
-    stage: str | None           # None when the manifest cannot be read
+    stage: str                  # UNKNOWN_STAGE when the manifest cannot be read
     size: int
-    created: float | None
+    created: float              # from the manifest, else the directory's modification time
     damaged: bool
     problem: str | None = None
 
@@ -89,12 +91,11 @@ class EntryProblem:
     """A damaged entry found by :meth:`Cache.verify_all`."""
 
     key: str
-    stage: str | None
+    stage: str                  # UNKNOWN_STAGE when the manifest cannot be read
     message: str
 
     def __str__(self) -> str:
-        stage = f"stage '{self.stage}'" if self.stage else "unknown stage"
-        return f"cache entry {short_key(self.key)} ({stage}): {self.message}"
+        return f"cache entry {short_key(self.key)} (stage '{self.stage}'): {self.message}"
 
 
 Status = Literal["hit", "miss", "damaged"]
@@ -222,6 +223,7 @@ class Cache:
         temp = self.entry_dir(key).parent / temp_entry_name(key)
         try:
             self._fs.make_dirs(temp.parent)
+            self._clean_stale_temps(only_key=key)  # what a killed earlier attempt left behind
             self._fs.make_new_dir(temp)
         except OSError as exc:
             raise self._write_error(exc) from exc
@@ -304,9 +306,10 @@ class Cache:
         for key, path, misplaced in self._entry_dirs():
             check = self._check_stored(key, path, misplaced, verify=False)
             size = check.scan.total_size if check.scan else self._fs.tree_size(path)
-            infos.append(EntryInfo(key=key, path=path, stage=check.stage, size=size,
-                                   created=check.manifest["created"] if check.manifest else None,
-                                   damaged=not check.ok, problem=check.summary() or None))
+            created = check.manifest["created"] if check.manifest else self._fs.modified_time(path)
+            infos.append(EntryInfo(key=key, path=path, stage=check.stage or UNKNOWN_STAGE, size=size,
+                                   created=float(created), damaged=not check.ok,
+                                   problem=check.summary() or None))
         return infos
 
     def verify_all(self, remove: bool = False) -> list[EntryProblem]:
@@ -316,7 +319,7 @@ class Cache:
             check = self._check_stored(key, path, misplaced, verify=True)
             if check.ok or not self._fs.exists(path):
                 continue
-            problems.append(EntryProblem(key=key, stage=check.stage, message=check.summary()))
+            problems.append(EntryProblem(key=key, stage=check.stage or UNKNOWN_STAGE, message=check.summary()))
             if remove:
                 self._report_and_remove(path, key, check, stage=check.stage, outcome="removing it")
         return problems
@@ -350,14 +353,20 @@ class Cache:
         """
         return self._clean_stale_temps()[0]
 
-    def _clean_stale_temps(self) -> tuple[int, int]:
+    def _clean_stale_temps(self, *, only_key: str | None = None) -> tuple[int, int]:
+        """Remove temporaries of dead processes of this host (of one key only, if given)."""
+        if only_key is not None:
+            parents = [self.entry_dir(only_key).parent]
+        else:
+            parents = [self._entries_root / shard for shard in self._fs.list_names(self._entries_root)]
+            parents += [self.root / "refs" / scope for scope in self._fs.list_names(self.root / "refs")]
         count = freed = 0
-        parents = [self._entries_root / shard for shard in self._fs.list_names(self._entries_root)]
-        parents += [self.root / "refs" / scope for scope in self._fs.list_names(self.root / "refs")]
         for parent in parents:
             for name in self._fs.list_names(parent):
                 owner = temp_owner(name)
-                if owner is None or owner[1] != host_tag() or process_is_alive(owner[0]):
+                if owner is None or (only_key is not None and only_key not in name):
+                    continue
+                if owner[1] != host_tag() or process_is_alive(owner[0]):
                     continue
                 size = self._fs.tree_size(parent / name)
                 try:

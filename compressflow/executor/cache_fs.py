@@ -154,6 +154,13 @@ class LocalFS:
             _make_dirs_writable(path)
             shutil.rmtree(path)
 
+    def modified_time(self, path: Path) -> float:
+        """Modification time of ``path`` (0.0 if it is gone)."""
+        try:
+            return os.stat(path, follow_symlinks=False).st_mtime
+        except OSError:
+            return 0.0
+
     def tree_size(self, path: Path) -> int:
         """Bytes held by the files under ``path`` (0 if it is gone)."""
         try:

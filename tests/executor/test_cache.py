@@ -199,7 +199,8 @@ def test_entries_lists_stage_size_created_and_damage(cache: Cache) -> None:
     assert infos[good.key].stage == "trained" and not infos[good.key].damaged
     assert infos[good.key].size == good.size + (good.path / "manifest.json").stat().st_size
     assert infos[good.key].created == good.created
-    assert infos[bad.key].damaged and infos[bad.key].stage is None
+    assert infos[bad.key].damaged and infos[bad.key].stage == "?"
+    assert infos[bad.key].created == bad.path.stat().st_mtime
     assert "manifest.json is damaged" in infos[bad.key].problem
 
 
@@ -241,6 +242,23 @@ def test_clean_stale_tmp_spares_live_processes_and_other_hosts(cache: Cache) -> 
 
     assert not dead.exists() and not doomed.exists()
     assert mine.exists() and other_host.exists()
+
+
+def test_a_new_writer_removes_what_a_dead_writer_of_the_same_key_left(cache: Cache) -> None:
+    key = make_key("retry")
+    other_key = key[:2] + "1" * 62
+    shard = cache.entry_dir(key).parent
+    shard.mkdir(parents=True)
+    left_behind = shard / f".tmp-{key}-{dead_pid()}-{host_tag()}00000000"
+    unrelated = shard / f".tmp-{other_key}-{dead_pid()}-{host_tag()}00000000"
+    for path in (left_behind, unrelated):
+        path.mkdir()
+        (path / "model.keras").write_bytes(b"partial")
+
+    write_entry(cache, key)
+
+    assert not left_behind.exists() and unrelated.exists()
+    assert cache.status(key) == "hit"
 
 
 def test_read_only_entries_can_be_removed(cache: Cache) -> None:
