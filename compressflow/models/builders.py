@@ -44,7 +44,7 @@ def small_cnn(input_shape: Sequence[int] = DIGITS_SHAPE, classes: int = 10, filt
     return k.Model(inputs, _head(k, x, classes, logits), name="small_cnn")
 
 
-def tiny_cnn(input_shape: Sequence[int] = DIGITS_SHAPE, classes: int = 10, filters: int = 4,
+def tiny_cnn(input_shape: Sequence[int] = DIGITS_SHAPE, classes: int = 10, filters: int = 8,
              logits: bool = False):
     """A much smaller CNN (one conv layer with few filters), meant as a distillation student."""
     k = _keras()

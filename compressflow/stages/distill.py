@@ -25,10 +25,105 @@ class DistillStage(TrainingOptions, Stage):
     student: StageName
     data: DatasetName
     temperature: float = Field(4.0, gt=0.0, le=1000.0, description="Softening temperature T.")
-    alpha: float = Field(0.1, ge=0.0, le=1.0, description="Weight of the hard-label loss.")
+    alpha: float = Field(0.1, ge=0.0, le=1.0,
+                         description="Weight of the hard-label loss; the distillation (KL) loss gets 1 - alpha.")
     teacher_outputs: Literal["auto", "logits", "probabilities"] = Field(
         "auto", description="What the teacher's last layer gives (auto: detected from its activation).")
     epochs: int = Field(10, ge=0, le=100_000, description="Training epochs.")
 
     def run(self, ctx) -> None:
-        raise NotImplementedError
+        from compressflow.data.datasets import load_splits
+        from compressflow.stages import tfutil
+
+        tfutil.seed_everything(ctx.seed)
+        teacher = tfutil.load_input_model(ctx, "teacher")
+        student = tfutil.load_input_model(ctx, "student")
+        splits = load_splits(ctx.dataset(self.data), ctx.env)
+        tfutil.check_data_fits(teacher, splits, self.data)
+        tfutil.check_data_fits(student, splits, self.data)
+        teacher_logits = (tfutil.outputs_logits(teacher) if self.teacher_outputs == "auto"
+                          else self.teacher_outputs == "logits")
+        student_logits = tfutil.outputs_logits(student)
+        teacher_scores = tfutil.evaluate(teacher, splits, from_logits=teacher_logits)
+        before = tfutil.evaluate(student, splits, from_logits=student_logits)
+        ctx.log(f"teacher val_accuracy {teacher_scores.get('val_accuracy', float('nan')):.4f} "
+                f"({'logits' if teacher_logits else 'probabilities'}); student before "
+                f"{before.get('val_accuracy', float('nan')):.4f} ({'logits' if student_logits else 'probabilities'})")
+        distiller = make_distiller(student, teacher, temperature=self.temperature, alpha=self.alpha,
+                                   teacher_logits=teacher_logits, student_logits=student_logits)
+        distiller.compile(optimizer=tfutil.make_optimizer(self.optimizer, self.learning_rate))
+        training = tfutil.fit(distiller, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                              early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        after = tfutil.evaluate(student, splits, from_logits=student_logits)
+        ctx.log("student after  " + "  ".join(f"{key} {value:.4f}" for key, value in after.items()))
+        history = training["history"]
+        ctx.write_json("metrics.json", {
+            **after, "teacher": teacher_scores, "student_before": before,
+            **{key: values[-1] for key, values in history.items() if key.endswith(("hard_loss", "soft_loss"))},
+            "epochs_run": training["epochs_run"], "history": history})
+        tfutil.save_keras_model(student, ctx, temperature=self.temperature, alpha=self.alpha,
+                                **{key: after[key] for key in ("accuracy", "val_accuracy") if key in after})
+
+
+def make_distiller(student, teacher, *, temperature: float, alpha: float, teacher_logits: bool,
+                   student_logits: bool):
+    """A Keras model whose ``fit`` trains ``student`` against ``teacher`` (frozen).
+
+    loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
+    where t and s are logits; a model that outputs probabilities gives log-probabilities
+    as logits (softmax of log p is p). Reported metrics: ``loss``, ``hard_loss``,
+    ``soft_loss`` and ``accuracy`` (of the student).
+    """
+    from compressflow.stages.tfutil import import_tensorflow, keras
+
+    tf, k = import_tensorflow(), keras()
+
+    def as_logits(outputs, is_logits: bool):
+        return outputs if is_logits else tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0))
+
+    class Distiller(k.Model):
+        def __init__(self):
+            super().__init__(name="distiller")
+            self.student, self.teacher = student, teacher
+            self.teacher.trainable = False
+            self.trackers = [k.metrics.Mean(name=n) for n in ("loss", "hard_loss", "soft_loss")]
+            self.accuracy = k.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+        @property
+        def metrics(self):
+            return [*self.trackers, self.accuracy]
+
+        def call(self, inputs, training=False):
+            return self.student(inputs, training=training)
+
+        def _distillation_losses(self, x, y, training: bool):
+            t = as_logits(self.teacher(x, training=False), teacher_logits)
+            s = as_logits(self.student(x, training=training), student_logits)
+            hard = tf.reduce_mean(k.losses.sparse_categorical_crossentropy(y, s, from_logits=True))
+            soft_teacher = tf.nn.softmax(t / temperature)
+            kl = tf.reduce_sum(soft_teacher * (tf.nn.log_softmax(t / temperature)
+                                               - tf.nn.log_softmax(s / temperature)), axis=-1)
+            soft = tf.reduce_mean(kl) * temperature ** 2
+            return alpha * hard + (1.0 - alpha) * soft, hard, soft, s
+
+        def _report(self, values, y, logits):
+            for tracker, value in zip(self.trackers, values):
+                tracker.update_state(value)
+            self.accuracy.update_state(y, logits)
+            return {m.name: m.result() for m in self.metrics}
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss, hard, soft, logits = self._distillation_losses(x, y, training=True)
+                total = loss + tf.add_n(self.student.losses) if self.student.losses else loss
+            variables = self.student.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+            return self._report((loss, hard, soft), y, logits)
+
+        def test_step(self, data):
+            x, y = data
+            loss, hard, soft, logits = self._distillation_losses(x, y, training=False)
+            return self._report((loss, hard, soft), y, logits)
+
+    return Distiller()

@@ -135,8 +135,15 @@ def load_artifact_model(artifact):
 
 
 def load_input_model(ctx, field: str = "model"):
-    """A fresh copy of the Keras model given by input ``field``; never a shared object (design §5)."""
-    return load_artifact_model(ctx.input(field))
+    """A fresh copy of the Keras model given by input ``field``; never a shared object (design §5).
+
+    Quantization-aware models are refused: only a quantize stage can carry them on.
+    """
+    artifact = ctx.input(field)
+    if artifact.meta.get("qat"):
+        raise StageFailed(f"stage {ctx.name!r} cannot take {artifact.stage!r}: it is a quantization-aware "
+                          "model; convert it with a quantize stage, or use the model it was made from")
+    return load_artifact_model(artifact)
 
 
 def model_has_code(model) -> bool:
