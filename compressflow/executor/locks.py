@@ -150,13 +150,6 @@ class KeyLock:
         finally:
             os.close(fd)  # closing releases the flock
 
-    def holder(self) -> LockHolder | None:
-        """The recorded holder, read without taking the lock (for messages)."""
-        try:
-            return LockHolder.parse(self.path.read_bytes()[:_RECORD_LIMIT])
-        except OSError:
-            return None
-
     def __enter__(self) -> "KeyLock":
         self.acquire()
         return self

@@ -148,3 +148,31 @@ def test_a_waiter_whose_lock_file_is_deleted_locks_the_new_file(cache: Cache) ->
     second.release()
     assert third.acquire(blocking=False)
     third.release()
+
+
+@pytest.mark.parametrize("record, state", [
+    (lambda: LockHolder(pid=os.getppid(), host=socket.gethostname(), stage="pruned", since=0.0),
+     "still running, no longer holding it"),
+    (lambda: LockHolder(pid=4242, host="elsewhere.example", stage="pruned", since=0.0),
+     "on host elsewhere.example, not released cleanly"),
+])
+def test_takeover_messages_say_what_became_of_the_previous_holder(cache: Cache, messages: list[str],
+                                                                  record, state: str) -> None:
+    key = make_key("left behind")
+    previous = record()
+    (cache.root / "locks").mkdir(parents=True)
+    (cache.root / "locks" / f"{key}.lock").write_bytes(previous.encode())
+
+    with cache.lock(key, stage="pruned"):
+        pass
+
+    assert messages == [f"taking over the lock on stage 'pruned' left by process {previous.pid} ({state})"]
+
+
+def test_exited_but_unreaped_processes_count_as_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped: a zombie
+    assert not process_is_alive(child.pid)
+    child.wait()
+    assert process_is_alive(os.getpid())
+    assert not process_is_alive(0) and not process_is_alive(-1)
