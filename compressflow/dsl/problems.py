@@ -15,13 +15,14 @@ class Problems(list):
 
     def __init__(self) -> None:
         super().__init__()
-        self._invalid: dict[tuple, int] = {}  # path -> index of the problem that made it invalid
+        self._invalid: dict[tuple, int] = {}  # path -> index of the first follow-up
 
     def invalid(self, problem: Problem) -> None:
-        self.mark_invalid(problem.path)
         self.append(problem)
+        self.mark_invalid(problem.path)
 
     def mark_invalid(self, path: tuple) -> None:
+        """Problems added from now on about ``path`` (or inside it) are follow-ups."""
         self._invalid.setdefault(tuple(path), len(self))
 
     def _is_follow_up(self, index: int, path: tuple) -> bool:
@@ -29,7 +30,7 @@ class Problems(list):
             return False
         for length in range(len(path) + 1):
             since = self._invalid.get(path[:length])
-            if since is not None and index > since:
+            if since is not None and index >= since:
                 return True
         return False
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from compressflow.errors import Location, PipelineError, Problem
-from compressflow.dsl.limits import MAX_FILE_BYTES
+from compressflow.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
 from compressflow.dsl.yaml_build import PROTECTED_CLOSE, PROTECTED_OPEN, Builder, Fatal
 
 try:
@@ -125,6 +125,8 @@ def _syntax_problem(exc: yaml.YAMLError, text: str, name: str) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     location = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
     problem = getattr(exc, "problem", None) or str(exc)
+    if "maximum nesting depth" in problem:  # libyaml's own bound, which it may hit before ours
+        return Problem(f"values are nested more than {MAX_DEPTH} levels deep", location)
     context = getattr(exc, "context", None)
     context_mark = getattr(exc, "context_mark", None)
     if context and context_mark is not None and context_mark is not mark:
