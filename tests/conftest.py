@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -27,3 +28,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def _tensorflow_required():
     pytest.fail("this test needs TensorFlow; install the [tf] extra or deselect with -m 'not tf'")
+
+
+# Toy stage types for core tests; subprocesses get them through COMPRESSFLOW_PLUGINS.
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TESTS_DIR)
+sys.path.insert(0, TESTS_DIR)
+os.environ["COMPRESSFLOW_PLUGINS"] = ",".join(
+    filter(None, [os.environ.get("COMPRESSFLOW_PLUGINS", ""), "toy_stages"]))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH", "")]))

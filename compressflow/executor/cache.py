@@ -189,12 +189,13 @@ class Cache:
     # ------------------------------------------------------------------------------ writing
 
     @contextmanager
-    def writer(self, key: str, *, stage: str, key_doc: dict[str, Any]) -> Iterator[Path]:
+    def writer(self, key: str, *, stage: str, key_doc: dict[str, Any], replace: bool = False) -> Iterator[Path]:
         """Yield an empty directory to write the entry's files into; commit them on normal exit.
 
         The directory is beside the entry's final place. On exit: ``key.json`` is written,
         every file hashed, made read-only and flushed, ``manifest.json`` written last, and the
-        directory renamed into place. If a valid entry got there first, ours is discarded.
+        directory renamed into place. If a valid entry got there first, ours is discarded, unless
+        ``replace`` (a forced recompute) says to put ours in its place.
         On any exception the directory is removed and the exception re-raised; a failure of
         the storage (disk full, permission denied, read-only file system) becomes a
         :class:`~compressflow.errors.CacheError` and leaves other entries untouched.
@@ -209,7 +210,7 @@ class Cache:
         try:
             yield temp
             committing = True
-            self._commit(temp, final, key, stage, key_doc_bytes)
+            self._commit(temp, final, key, stage, key_doc_bytes, replace)
         except OSError as exc:
             self._discard_quietly(temp)
             if committing or self._is_storage_failure(exc):
@@ -229,7 +230,8 @@ class Cache:
             raise self._write_error(exc) from exc
         return temp
 
-    def _commit(self, temp: Path, final: Path, key: str, stage: str, key_doc_bytes: bytes) -> None:
+    def _commit(self, temp: Path, final: Path, key: str, stage: str, key_doc_bytes: bytes,
+                replace: bool = False) -> None:
         for name in RESERVED_NAMES:
             if self._fs.exists(temp / name):
                 raise CacheError(f"stage '{stage}' wrote '{name}' into its output directory; "
@@ -248,6 +250,8 @@ class Cache:
         manifest = build_manifest(key=key, stage=stage, created=time.time(), files=digests, dirs=scan.dirs)
         # The commit point: until manifest.json exists, the directory is not an entry.
         self._fs.atomic_write_bytes(temp / MANIFEST_NAME, encode_json(manifest), read_only=True)
+        if replace:
+            self._remove_entry(final, key)
         self._publish(temp, final, key, stage)
 
     def _publish(self, temp: Path, final: Path, key: str, stage: str) -> None:

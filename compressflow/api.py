@@ -1,0 +1,82 @@
+"""The Python API: plan and run pipelines the way the CLI does.
+
+Example::
+
+    import compressflow
+    report = compressflow.run("pipelines/digits.yaml", overrides=["params.sparsity=0.9"])
+    assert report.ok
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from compressflow.executor.graph import Selection
+from compressflow.executor.plan import Plan, make_plan
+from compressflow.executor.scheduler import Reporter, RunReport, run_plan
+
+CACHE_ENV = "COMPRESSFLOW_CACHE"
+
+
+def default_cache_dir(pipeline) -> Path:
+    """``$COMPRESSFLOW_CACHE``, else ``.compressflow/cache`` beside the pipeline file."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return pipeline.root / ".compressflow" / "cache"
+
+
+def open_cache(pipeline, cache_dir: str | os.PathLike[str] | None = None, *, log=None):
+    from compressflow.executor.cache import Cache
+
+    root = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(pipeline)
+    return Cache(root, log=log or (lambda text: print(text, flush=True)))
+
+
+def load(source, overrides=None, params_files=None):
+    """Load and validate a pipeline (a file path or a dict); see :func:`compressflow.dsl.load_pipeline`."""
+    from compressflow.dsl import load_pipeline
+
+    return load_pipeline(source, overrides=overrides, params_files=params_files)
+
+
+def plan(source, *, overrides=None, params_files=None, cache_dir=None,
+         selection: Selection | None = None, allow_outside_paths: bool = False) -> Plan:
+    """What a run would do: for every stage, ``cached`` or ``run`` and why."""
+    pipeline = source if hasattr(source, "stages") else load(source, overrides, params_files)
+    cache = open_cache(pipeline, cache_dir)
+    return make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths)
+
+
+def run(source, *, overrides=None, params_files=None, cache_dir=None, selection: Selection | None = None,
+        jobs: int = 1, keep_going: bool = False, verify: bool = False, allow_outside_paths: bool = False,
+        reporter: Reporter | None = None) -> RunReport:
+    """Run a pipeline; returns the status of every stage (``report.ok`` tells success)."""
+    from compressflow.console import LineReporter
+    from compressflow.executor.runners import make_runner
+
+    pipeline = source if hasattr(source, "stages") else load(source, overrides, params_files)
+    cache = open_cache(pipeline, cache_dir)
+    the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths)
+    reporter = reporter or LineReporter()
+    with make_runner(jobs if the_plan.to_run() else 1) as runner:
+        return run_plan(the_plan, cache, runner, reporter, keep_going=keep_going, verify=verify)
+
+
+def summaries(the_plan: Plan, cache) -> list[tuple[str, str]]:
+    """Texts that stages want shown at the end of a run (e.g. evaluate's table)."""
+    from compressflow.stages.base import Artifact
+
+    out: list[tuple[str, Any]] = []
+    for name, item in the_plan.stages.items():
+        if not item.requested or item.action == "skip":
+            continue
+        entry = cache.entry_dir(item.key.key)
+        if not (entry / "artifact.json").exists():
+            continue
+        text = item.stage.summary(Artifact.read(name, item.key.key, entry))
+        if text:
+            out.append((name, text))
+    return out

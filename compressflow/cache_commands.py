@@ -1,0 +1,79 @@
+"""``compressflow cache ls | verify | gc``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from compressflow.errors import UsageError
+
+EXIT_OK, EXIT_DAMAGED = 0, 1
+
+
+def _cache_for(args, pipelines):
+    from compressflow.api import CACHE_ENV, open_cache
+    from compressflow.executor.cache import Cache
+
+    if args.cache or not pipelines:
+        root = args.cache or os.environ.get(CACHE_ENV) or ".compressflow/cache"
+        return Cache(Path(root).expanduser().resolve(), log=print)
+    return open_cache(pipelines[0])
+
+
+def _load_all(paths):
+    from compressflow.dsl import load_pipeline
+
+    return [load_pipeline(Path(p)) for p in paths]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def run(args) -> int:
+    pipelines = _load_all(args.pipelines)
+    cache = _cache_for(args, pipelines)
+    if args.cache_command == "ls":
+        return _ls(cache)
+    if args.cache_command == "verify":
+        return _verify(cache, args.remove)
+    return _gc(cache, pipelines)
+
+
+def _ls(cache) -> int:
+    entries = cache.entries()
+    for e in sorted(entries, key=lambda e: e.created):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created)) if e.created else "?"
+        flag = "  DAMAGED" if e.damaged else ""
+        print(f"{e.key[:12]}  {e.stage:<28} {_size(e.size):>10}  {when}{flag}")
+    print(f"{len(entries)} entries in {cache.root}")
+    return EXIT_OK
+
+
+def _verify(cache, remove: bool) -> int:
+    problems = cache.verify_all(remove=remove)
+    for p in problems:
+        print(f"DAMAGED {p.key[:12]} (stage {p.stage}): {p.message}" + (" - removed" if remove else ""))
+    total = len(cache.entries()) + (len(problems) if remove else 0)
+    print(f"verified {total} entries in {cache.root}: {len(problems)} damaged")
+    return EXIT_DAMAGED if problems and not remove else EXIT_OK
+
+
+def _gc(cache, pipelines) -> int:
+    if not pipelines:
+        raise UsageError("cache gc needs the pipeline files whose entries to keep, "
+                         "e.g. compressflow cache gc pipelines/*.yaml")
+    from compressflow.executor.plan import make_plan
+
+    keep: set[str] = set()
+    for pipeline in pipelines:
+        keep |= {s.key.key for s in make_plan(pipeline, cache).stages.values()}
+    removed, freed = cache.gc(keep)
+    print(f"removed {removed} entries ({_size(freed)}); kept {len(keep)} used by "
+          f"{len(pipelines)} pipeline{'s' if len(pipelines) != 1 else ''}")
+    return EXIT_OK

@@ -1,0 +1,44 @@
+"""Line-based progress output of a run (works in terminals and CI logs alike)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
+
+
+class LineReporter:
+    """Prints one line per stage event; ``quiet`` keeps only failures."""
+
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False, verbose: bool = False):
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.verbose = verbose
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def stage_started(self, name: str) -> None:
+        if not self.quiet:
+            self._print(f"{name}: running")
+
+    def stage_finished(self, name: str, outcome: TaskOutcome) -> None:
+        if outcome.status == FAILED:
+            self._print(f"{name}: FAILED after {outcome.seconds:.1f}s: {outcome.error}")
+            if self.verbose and outcome.details:
+                self._print(outcome.details.rstrip())
+        elif self.quiet:
+            return
+        elif outcome.status == RAN:
+            self._print(f"{name}: done in {outcome.seconds:.1f}s")
+        elif outcome.status == CACHED:
+            suffix = " (computed by another process)" if outcome.seconds else ""
+            self._print(f"{name}: cached{suffix}")
+
+    def stage_blocked(self, name: str, reason: str) -> None:
+        self._print(f"{name}: not run ({reason})")
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self._print(text)

@@ -1,0 +1,85 @@
+"""Cache keys: sha256 of a canonical JSON document of everything that can change a stage's output.
+
+The key document of a stage holds its type and implementation version, its resolved
+config (references left out), the keys of its inputs, the datasets it reads (config and
+fingerprint), its seed, fingerprints of what it reads from outside the pipeline, and the
+versions of Python, compressflow and the libraries it uses. Nothing else: renaming a
+stage, reordering the file or editing a description does not invalidate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from compressflow.stages.base import Environment, Stage, derive_seed
+
+KEY_FORMAT = 1
+
+
+def canonical_json(data: Any) -> str:
+    """JSON with sorted keys and no insignificant whitespace; NaN is refused."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=None)
+def distribution_version(name: str) -> str | None:
+    """Installed version of a distribution, without importing it (None if absent)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def library_versions(stage: Stage) -> dict[str, str | None]:
+    versions = {"python": platform.python_version(), "compressflow": distribution_version("compressflow")}
+    for name in stage.libraries:
+        versions[name] = distribution_version(name)
+    return versions
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """A stage's cache key and the document it was computed from."""
+
+    key: str
+    doc: dict[str, Any]
+
+
+def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
+              env: Environment, seed_name: str | None = None) -> StageKey:
+    """Compute the key of ``stage`` given the keys of the stages it references.
+
+    ``input_keys`` maps each reference field (except ``after``) to the key, or list of
+    keys, of the referenced stage(s). ``seed_name`` is the name the stage's seed is
+    derived from (defaults to ``name``).
+    """
+    datasets = {}
+    for field_name, dataset_name in stage.dataset_refs().items():
+        dataset = env.datasets[dataset_name]
+        datasets[field_name] = {
+            "config": dataset.model_dump(mode="json"),
+            "fingerprint": dataset.fingerprint(env),
+            "split_seed": env.seed,
+        }
+    doc = {
+        "format": KEY_FORMAT,
+        "type": stage.kind,
+        "implementation": stage.version,
+        "config": stage.key_config(),
+        "inputs": input_keys,
+        "datasets": datasets,
+        "seed": derive_seed(env.seed, seed_name or name),
+        "external": stage.fingerprint(env),
+        "versions": library_versions(stage),
+    }
+    return StageKey(digest(doc), doc)

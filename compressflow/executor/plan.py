@@ -1,0 +1,190 @@
+"""The plan: for every stage, its cache key and whether it is cached or must run, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from compressflow.errors import CompressflowError, PipelineError, Problem, UsageError
+from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
+from compressflow.executor.keys import StageKey, stage_key
+from compressflow.stages.base import Environment, Stage
+
+CACHED = "cached"
+RUN = "run"
+SKIP = "skip"  # not requested and not needed
+
+
+@dataclass
+class PlannedStage:
+    """One stage of a plan."""
+
+    name: str
+    stage: Stage
+    key: StageKey
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    requested: bool = True
+
+    @property
+    def describe(self) -> str:
+        return self.action + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+
+
+@dataclass
+class Plan:
+    """Stages in execution order with their actions; the graph they come from."""
+
+    pipeline: Any
+    graph: nx.DiGraph
+    env: Environment
+    stages: dict[str, PlannedStage]
+
+    def to_run(self) -> list[str]:
+        return [n for n, s in self.stages.items() if s.action == RUN]
+
+    def inputs_of(self, name: str) -> dict[str, str | list[str]]:
+        """Reference fields of ``name`` (without ``after``) mapped to stage name(s)."""
+        stage = self.stages[name].stage
+        refs = stage.stage_refs()
+        refs.pop("after", None)
+        out: dict[str, str | list[str]] = {}
+        for field_name, targets in refs.items():
+            value = getattr(stage, field_name)
+            out[field_name] = list(targets) if isinstance(value, (list, tuple)) else targets[0]
+        return out
+
+
+def seed_name_of(name: str) -> str:
+    """The name a stage's seed derives from: its own, without a sweep variant suffix."""
+    return name.split("[", 1)[0]
+
+
+def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]) -> dict[str, StageKey]:
+    """Keys of every stage, inputs first. Fingerprint failures become located problems."""
+    keys: dict[str, StageKey] = {}
+    problems: list[Problem] = []
+    for name in order:
+        stage: Stage = graph.nodes[name]["stage"]
+        refs = stage.stage_refs()
+        refs.pop("after", None)
+        if any(t not in keys for targets in refs.values() for t in targets):
+            continue  # an input failed to fingerprint; its problem is reported already
+        input_keys: dict[str, str | list[str]] = {}
+        for field_name, targets in refs.items():
+            value = getattr(stage, field_name)
+            input_keys[field_name] = ([keys[t].key for t in targets] if isinstance(value, (list, tuple))
+                                      else keys[targets[0]].key)
+        try:
+            keys[name] = stage_key(name, stage, input_keys, env, seed_name_of(name))
+        except (CompressflowError, OSError, ValueError) as exc:
+            message = exc.render().removeprefix("error: ") if isinstance(exc, CompressflowError) else str(exc)
+            problems.append(Problem(message, pipeline.location_of(("stages", name)), ("stages", name)))
+    if problems:
+        raise PipelineError(problems)
+    return keys
+
+
+def make_plan(pipeline, cache, selection: Selection | None = None, *,
+              allow_outside_paths: bool = False) -> Plan:
+    """Decide, for every stage, ``cached`` / ``run`` / ``skip`` and the reasons."""
+    selection = selection or Selection()
+    graph = build_graph(pipeline)
+    order = execution_order(graph)
+    env = Environment(pipeline_dir=pipeline.root, seed=pipeline.seed, datasets=dict(pipeline.datasets),
+                      allow_outside_paths=allow_outside_paths)
+    keys = compute_keys(pipeline, graph, env, order)
+    requested = requested_stages(graph, selection)
+    forced = forced_stages(graph, selection, requested)
+    needed = set(requested)
+    for name in requested:
+        needed |= nx.ancestors(graph, name)
+
+    planned: dict[str, PlannedStage] = {}
+    for name in order:
+        key = keys[name]
+        item = PlannedStage(name, graph.nodes[name]["stage"], key, SKIP, requested=name in requested)
+        planned[name] = item
+        if name not in needed:
+            continue
+        status = cache.status(key.key)
+        if name in forced:
+            item.action, item.reasons = RUN, ["forced"]
+        elif status == "hit":
+            item.action = CACHED
+        else:
+            item.action = RUN
+            item.reasons = (["cache entry damaged"] if status == "damaged"
+                            else explain_change(cache.get_ref(pipeline.name, name), key))
+            if name not in requested:
+                item.reasons.append("needed by the selection")
+    if selection.only:
+        missing = [n for n, s in planned.items() if s.action == RUN and not s.requested]
+        if missing:
+            raise UsageError(
+                "--only runs just the selected stages, but these inputs are not cached: "
+                + ", ".join(missing) + "; run them first or use --until")
+    return Plan(pipeline, graph, env, planned)
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def explain_change(previous: dict | None, current: StageKey) -> list[str]:
+    """Why ``current`` is not cached, by comparing with the key document used last time."""
+    if previous is None:
+        return ["new"]
+    old = previous.get("key_doc", previous)
+    new = current.doc
+    if old == new:
+        return ["cache entry missing"]
+    reasons: list[str] = []
+    if old.get("type") != new["type"] or old.get("implementation") != new["implementation"]:
+        reasons.append("stage implementation changed")
+    changed = _diff(old.get("config", {}), new["config"])
+    if changed:
+        reasons.append("config changed: " + ", ".join(changed))
+    inputs = sorted(k for k in set(old.get("inputs", {})) | set(new["inputs"])
+                    if old.get("inputs", {}).get(k) != new["inputs"].get(k))
+    if inputs:
+        reasons.append("input changed: " + ", ".join(inputs))
+    datasets = sorted(k for k in set(old.get("datasets", {})) | set(new["datasets"])
+                      if old.get("datasets", {}).get(k) != new["datasets"].get(k))
+    if datasets:
+        reasons.append("data changed: " + ", ".join(datasets))
+    if old.get("seed") != new["seed"]:
+        reasons.append("seed changed")
+    external = _diff(old.get("external", {}), new["external"])
+    if external:
+        reasons.append("external files changed: " + ", ".join(external))
+    versions = _diff(old.get("versions", {}), new["versions"])
+    if versions:
+        reasons.append("versions changed: " + ", ".join(versions))
+    return reasons or ["key format changed"]
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths that differ, with ``old -> new`` for scalars."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old:
+                out.append(f"{path} (added)")
+            elif k not in new:
+                out.append(f"{path} (removed)")
+            elif old[k] != new[k]:
+                out.extend(_diff(old[k], new[k], path))
+        return out
+    if old == new:
+        return []
+    if isinstance(old, (dict, list)) or isinstance(new, (dict, list)):
+        return [prefix or "value"]
+    return [f"{prefix or 'value'} {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,140 @@
+"""The scheduling loop shared by every runner.
+
+Ready stages (all inputs committed) are submitted as long as the runner has room. A
+failed stage blocks its dependents; without ``keep_going`` nothing new starts after a
+failure, but stages already running finish and stay cached.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import networkx as nx
+
+from compressflow.executor.plan import CACHED, RUN, Plan
+from compressflow.executor.runners import Runner
+from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
+from compressflow.stages.base import Artifact
+
+BLOCKED = "blocked"      # an input failed
+NOT_RUN = "not run"      # stopped after another stage failed
+SKIPPED = "skipped"      # not selected
+
+
+class Reporter(Protocol):
+    def stage_started(self, name: str) -> None: ...
+    def stage_finished(self, name: str, outcome: TaskOutcome) -> None: ...
+    def stage_blocked(self, name: str, reason: str) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class RunReport:
+    """Final status of every stage of a run."""
+
+    outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
+    seconds: float = 0.0
+    published: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o.status == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        return not any(o.status in (FAILED, BLOCKED, NOT_RUN) for o in self.outcomes.values())
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status == status)
+
+
+def make_task(plan: Plan, name: str, cache_root: str, verify: bool) -> StageTask:
+    planned = plan.stages[name]
+    inputs = {}
+    for field_name, ref in plan.inputs_of(name).items():
+        inputs[field_name] = ([(t, plan.stages[t].key.key) for t in ref] if isinstance(ref, list)
+                              else (ref, plan.stages[ref].key.key))
+    lineage = [{"stage": s, "type": plan.stages[s].stage.kind, "key": plan.stages[s].key.key,
+                "config": plan.stages[s].stage.model_dump(mode="json")}
+               for s in plan.stages if s in nx.ancestors(plan.graph, name) or s == name]
+    return StageTask(name=name, stage=planned.stage, key=planned.key.key, key_doc=planned.key.doc,
+                     inputs=inputs, cache_root=cache_root, env=plan.env,
+                     seed=planned.key.doc["seed"], lineage=lineage, verify=verify,
+                     force="forced" in planned.reasons)
+
+
+def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
+             keep_going: bool = False, verify: bool = False) -> RunReport:
+    """Execute ``plan`` on ``runner``; commit refs and publish outputs as stages finish."""
+    started = time.perf_counter()
+    report = RunReport()
+    for name, item in plan.stages.items():
+        if item.action == CACHED:
+            report.outcomes[name] = TaskOutcome(name, CACHED)
+            outcome = _after_success(plan, cache, name, report, reporter) or report.outcomes[name]
+            reporter.stage_finished(name, outcome)
+        elif item.action != RUN:
+            report.outcomes[name] = TaskOutcome(name, SKIPPED)
+
+    pending = [n for n in plan.stages if plan.stages[n].action == RUN]
+    running: dict[Future, str] = {}
+    stopping = False
+    while pending or running:
+        if not stopping:
+            for name in list(pending):
+                if len(running) >= runner.capacity:
+                    break
+                state = _readiness(plan, name, report)
+                if state == "ready":
+                    pending.remove(name)
+                    reporter.stage_started(name)
+                    running[runner.submit(make_task(plan, name, str(cache.root), verify))] = name
+                elif state == "blocked":
+                    pending.remove(name)
+                    report.outcomes[name] = TaskOutcome(name, BLOCKED, error="an input failed")
+                    reporter.stage_blocked(name, "an input failed")
+        if not running:
+            break  # nothing can start: stopped after a failure, or every pending stage is blocked
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in done:
+            name = running.pop(future)
+            outcome = future.result()
+            report.outcomes[name] = outcome
+            if outcome.status != FAILED:
+                outcome = _after_success(plan, cache, name, report, reporter) or outcome
+            reporter.stage_finished(name, outcome)
+            if outcome.status == FAILED and not keep_going:
+                stopping = True
+    for name in pending:
+        report.outcomes[name] = TaskOutcome(name, NOT_RUN)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _readiness(plan: Plan, name: str, report: RunReport) -> str:
+    statuses = [report.outcomes.get(dep) for dep in plan.graph.predecessors(name)]
+    if any(o is not None and o.status in (FAILED, BLOCKED, NOT_RUN) for o in statuses):
+        return "blocked"
+    if all(o is not None and o.status in (RAN, CACHED) for o in statuses):
+        return "ready"
+    return "waiting"
+
+
+def _after_success(plan: Plan, cache, name: str, report: RunReport, reporter: Reporter) -> TaskOutcome | None:
+    """Remember the key for ``plan`` explanations and publish outputs written on every run."""
+    item = plan.stages[name]
+    cache.set_ref(plan.pipeline.name, name, item.key.key, item.key.doc)
+    if not item.stage.always_publish:
+        return None
+    try:
+        artifact = Artifact.read(name, item.key.key, cache.entry_dir(item.key.key))
+        paths = item.stage.publish(artifact, plan.env)
+        report.published[name] = [str(p) for p in paths]
+        return None
+    except Exception as exc:
+        outcome = TaskOutcome(name, FAILED, error=f"publishing failed: {exc}")
+        report.outcomes[name] = outcome
+        return outcome

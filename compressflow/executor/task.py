@@ -1,0 +1,106 @@
+"""Execute one stage: lock its key, reuse or compute its entry, commit it atomically.
+
+:func:`execute` is self-contained and picklable, so the same code runs in the main
+process, in a pool worker or on a remote worker.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from compressflow.errors import CompressflowError
+from compressflow.stages.base import Artifact, Environment, Stage, StageContext
+
+InputRef = tuple[str, str]  # (stage name, key)
+
+RAN = "ran"
+CACHED = "cached"
+FAILED = "failed"
+
+
+@dataclass
+class StageTask:
+    """Everything needed to run one stage anywhere."""
+
+    name: str
+    stage: Stage
+    key: str
+    key_doc: dict[str, Any]
+    inputs: dict[str, InputRef | list[InputRef]]
+    cache_root: str
+    env: Environment
+    seed: int
+    lineage: list[dict[str, Any]] = field(default_factory=list)
+    verify: bool = False
+    force: bool = False  # recompute even if cached, and replace the entry
+
+
+@dataclass
+class TaskOutcome:
+    """What happened to a task."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    error: str | None = None
+    details: str | None = None  # traceback, for --verbose and the log file
+
+
+class InputMissing(CompressflowError):
+    exit_code = 1
+
+
+def execute(task: StageTask, log: Callable[[str], None] | None = None) -> TaskOutcome:
+    """Bring ``task``'s cache entry into existence (or find it) and say what happened."""
+    from compressflow.executor.cache import Cache
+
+    log = log or _stage_printer(task.name)
+    cache = Cache(Path(task.cache_root), log=log)
+    started = time.perf_counter()
+    try:
+        if not task.force and cache.lookup(task.key, stage=task.name, verify=task.verify) is not None:
+            return TaskOutcome(task.name, CACHED)
+        with cache.lock(task.key, stage=task.name, on_wait=log):
+            if not task.force and cache.lookup(task.key, stage=task.name, verify=task.verify) is not None:
+                return TaskOutcome(task.name, CACHED, time.perf_counter() - started)
+            inputs = _read_inputs(cache, task)
+            with cache.writer(task.key, stage=task.name, key_doc=task.key_doc, replace=task.force) as out_dir:
+                ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=task.env,
+                                   inputs=inputs, log=log, lineage=task.lineage,
+                                   versions=dict(task.key_doc.get("versions", {})))
+                task.stage.run(ctx)
+                if not ctx._output_set:
+                    raise RuntimeError(f"stage type {task.stage.kind!r} finished without declaring its output")
+        return TaskOutcome(task.name, RAN, time.perf_counter() - started)
+    except CompressflowError as exc:
+        return TaskOutcome(task.name, FAILED, time.perf_counter() - started,
+                           error=exc.render().removeprefix("error: "), details=traceback.format_exc())
+    except Exception as exc:  # a stage's own failure: reported, never a crash of the run
+        return TaskOutcome(task.name, FAILED, time.perf_counter() - started,
+                           error=f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
+
+
+def _read_inputs(cache, task: StageTask) -> dict[str, Artifact | list[Artifact]]:
+    def read(ref: InputRef) -> Artifact:
+        stage, key = ref
+        # NOTE: inputs are rehashed before use: a same-size corruption passes the cheap check of plan.
+        entry = cache.lookup(key, stage=stage, verify=True)
+        if entry is None:
+            raise InputMissing(f"input {stage!r} is no longer in the cache (removed or damaged); "
+                               "run again to recompute it")
+        return Artifact.read(stage, key, cache.entry_dir(key))
+
+    return {name: [read(r) for r in ref] if isinstance(ref, list) else read(ref)
+            for name, ref in task.inputs.items()}
+
+
+def _stage_printer(name: str) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        for line in str(message).splitlines() or [""]:
+            print(f"  [{name}] {line}", flush=True)
+
+    return log
