@@ -9,7 +9,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from compressflow.errors import Location, Problem, did_you_mean
-from compressflow.dsl.located import LocatedDict, key_location_of, locate_path, step
+from compressflow.dsl.located import LocatedDict, key_location_of, locate_path, step, value_at
 from compressflow.dsl.schema import NAME_RULE, PIPELINE_NAME_RULE
 
 _EXPECTED = {
@@ -117,7 +117,9 @@ def _describe(kind: str, error: dict, path: tuple, tail: Any, document: LocatedD
         text = str(error.get("msg", ""))
         for prefix in ("Value error, ", "Assertion failed, "):
             text = text.removeprefix(prefix)
-        return f"{text}{where}", None, None
+        # A rule about a whole stage or mapping points at its name, not at its first field.
+        found, value = value_at(document, path)
+        return f"{text}{where}", None, key_location_of(document, path) if isinstance(value, dict) else None
     if kind == "too_short" and path == ("stages",):
         return "a pipeline needs at least one stage under 'stages'", None, None
     text = str(error.get("msg", "invalid value"))

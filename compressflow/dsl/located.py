@@ -218,7 +218,7 @@ def from_plain(value: Any, location: Location, problems: list[Problem],
     if isinstance(value, dict):
         out = LocatedDict(location)
         for key, item in value.items():
-            if not isinstance(key, str):
+            if not isinstance(key, str) or not _encodable(key):
                 problems.append(Problem(
                     f"mapping keys must be strings, got {type(key).__name__} {key!r}", location, path))
                 continue
@@ -229,6 +229,9 @@ def from_plain(value: Any, location: Location, problems: list[Problem],
         for index, item in enumerate(value):
             out_list.add(from_plain(item, location, problems, path + (index,), depth + 1), location)
         return out_list
+    if isinstance(value, str) and not _encodable(value):
+        problems.append(Problem("text holds an invalid character (an unpaired surrogate)", location, path))
+        return None
     if isinstance(value, _PLAIN_SCALARS):
         return value
     problems.append(Problem(
@@ -236,3 +239,11 @@ def from_plain(value: Any, location: Location, problems: list[Problem],
         "null, lists and mappings", location, path))
     return None
 
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -15,6 +15,7 @@ import math
 from pydantic import BaseModel, ValidationError
 
 from compressflow.errors import Problem
+from compressflow.dsl.problems import Problems
 from compressflow.dsl.errors_text import problem_from_pydantic
 from compressflow.dsl.limits import MAX_INT, MIN_INT
 from compressflow.dsl.located import LocatedDict, LocatedList, entries
@@ -24,15 +25,17 @@ from compressflow.dsl.schema import pipeline_model
 CHECKED_SECTIONS = ("seed", "datasets", "stages")
 
 
-def validate_document(document: LocatedDict, problems: list[Problem]) -> BaseModel | None:
+def validate_document(document: LocatedDict, problems: Problems) -> BaseModel | None:
     """The validated ``PipelineDocument``, or None after adding its problems to ``problems``."""
     model = pipeline_model()
-    number_problems = list(_number_problems(document))
-    problems.extend(number_problems)
-    # NOTE: allow_nan keeps json.dumps from raising on NaN that was just reported above.
-    data = json.dumps(document, ensure_ascii=False, allow_nan=True)
+    number_problems = 0
+    for problem, container, key in _number_problems(document):
+        problems.invalid(problem)
+        container[key] = None  # reported; keeps it out of json.dumps, which may choke on it
+        number_problems += 1
+    data = json.dumps(document, ensure_ascii=False)
     try:
-        validated = model.model_validate_json(data.encode("utf-8", "surrogatepass"), strict=True)
+        validated = model.model_validate_json(data, strict=True)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             problems.append(problem_from_pydantic(error, document, model))
@@ -55,10 +58,10 @@ def _number_problems(document: LocatedDict):
                         else container.item_location(key))
             if isinstance(value, float) and not math.isfinite(value):
                 yield Problem(f"{_float_name(value)} is not allowed here; write a finite number",
-                              location, path)
+                              location, path), container, key
             elif isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
                 yield Problem(f"integer {_int_text(value)} is out of range (integers must fit in 64 bits)",
-                              location, path)
+                              location, path), container, key
 
 
 def _float_name(value: float) -> str:

@@ -10,6 +10,7 @@ reads: nesting depth, number of values, and growth through aliases.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from yaml.constructor import SafeConstructor
@@ -261,13 +262,23 @@ class Builder:
 _resolved: dict[str, str] = {}
 
 
+# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as strings: `1e-3`, `1E5`, `5.` are numbers.
+_FLOAT_12 = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+
+
 def _resolve(text: str, implicit: tuple[bool, bool]) -> str:
-    """The tag of an untagged scalar (``yes`` is a bool, ``"yes"`` a string), as PyYAML decides it."""
+    """The tag of an untagged scalar (``yes`` is a bool, ``"yes"`` a string), as PyYAML decides it.
+
+    One addition: exponents without a dot or sign (``1e-3``, ``2e5``) are numbers, as in YAML 1.2;
+    PyYAML would make them strings, which strict validation would then refuse.
+    """
     if not implicit[0]:
         return _RESOLVER.resolve(ScalarNode, text, implicit)
     tag = _resolved.get(text)
     if tag is None:
         tag = _RESOLVER.resolve(ScalarNode, text, implicit)
+        if tag == STR and _FLOAT_12.match(text):
+            tag = FLOAT
         if len(_resolved) < 10_000 and len(text) < 100:
             _resolved[text] = tag
     return tag
