@@ -92,12 +92,12 @@ def _describe(kind: str, error: dict, path: tuple, tail: Any, document: LocatedD
         tag = ctx.get("tag")
         what = _entry_kind(path)
         hint = did_you_mean(str(tag), tags)
-        known = "known types: " + ", ".join(tags)
+        known = "known types: " + ", ".join(sorted(tags))
         hint = f"{hint} {known}" if hint else known
         return f"unknown {what}type '{tag}'{where}", hint, None
     if kind == "union_tag_not_found":
         tags = _known_tags(model, path, document)
-        hint = ("add 'type: NAME'; known types: " + ", ".join(tags)) if tags else "add 'type: NAME'"
+        hint = ("add 'type: NAME'; known types: " + ", ".join(sorted(tags))) if tags else "add 'type: NAME'"
         if isinstance(given, dict):
             return (f"missing 'type'{where}: say which {_entry_kind(path)}type this is", hint,
                     key_location_of(document, path))
