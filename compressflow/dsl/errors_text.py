@@ -31,12 +31,9 @@ def problem_from_pydantic(error: dict, document: LocatedDict, model: type[BaseMo
     if kind == "union_tag_invalid" and isinstance(locate_path(document, path + ("type",)), tuple):
         path = path + ("type",)
     message, hint, location = _describe(kind, error, path, tail, document, model)
-    found = locate_path(document, path)
     if location is None:
+        found = locate_path(document, path)
         location = found[0] if found else None
-    note = found[1] if found else None
-    if note:
-        hint = f"{hint}; {note}" if hint else note
     shown_path = path + ((tail,) if tail is not None else ())
     return Problem(message, location, shown_path, hint)
 

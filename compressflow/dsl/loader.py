@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem
 from compressflow.dsl.interpolate import interpolate
-from compressflow.dsl.located import LocatedDict, from_plain
+from compressflow.dsl.located import LocatedDict, from_plain, locate_path
 from compressflow.dsl.model import Pipeline
 from compressflow.dsl.problems import Problems
 from compressflow.dsl.overrides import apply_overrides, params_file_overrides, parse_overrides
@@ -57,7 +57,7 @@ def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
     validated = validate_document(document, problems)
     graph = check_references(document, stage_types(), problems)
     if problems or validated is None:
-        raise PipelineError(problems.report(document.location.file))
+        raise PipelineError(problems.report(document.location.file, lambda at: _note(document, at)))
     return Pipeline(
         name=validated.name, version=validated.version, seed=validated.seed,
         params=dict(validated.params), datasets=dict(validated.datasets), stages=dict(validated.stages),
@@ -91,6 +91,11 @@ def _top_level_mapping(parsed: ParsedYaml) -> LocatedDict:
             f"the top level of a pipeline must be a mapping (keys such as 'name:' and 'stages:'), "
             f"not {_kind(parsed.value)}", parsed.location)])
     return parsed.value
+
+
+def _note(document: LocatedDict, path: tuple) -> str | None:
+    found = locate_path(document, path)
+    return found[1] if found else None
 
 
 def _kind(value: Any) -> str:

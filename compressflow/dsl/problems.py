@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Callable
+
 from compressflow.errors import Problem
 
 
@@ -34,12 +37,19 @@ class Problems(list):
                 return True
         return False
 
-    def report(self, main_file: str | None = None) -> list[Problem]:
-        """Problems without repeats or follow-ups, sorted by file (``main_file`` first), line and column."""
+    def report(self, main_file: str | None = None,
+               note_of: Callable[[tuple], str | None] | None = None) -> list[Problem]:
+        """Problems without repeats or follow-ups, sorted by file (``main_file`` first), line and column.
+
+        ``note_of(path)`` may tell where a value came from (e.g. a param); it is added to the hint.
+        """
         kept: dict[tuple, Problem] = {}
         for index, problem in enumerate(self):
             if self._is_follow_up(index, problem.path):
                 continue
+            note = note_of(problem.path) if note_of and problem.path else None
+            if note and note not in (problem.hint or ""):
+                problem = replace(problem, hint=f"{problem.hint}; {note}" if problem.hint else note)
             kept.setdefault((problem.message, problem.location, problem.path), problem)
         files: dict[str, int] = {}
         for problem in kept.values():
