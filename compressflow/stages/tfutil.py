@@ -172,6 +172,8 @@ def save_keras_model(model, ctx, **meta: Any) -> None:
 def without_training_state(model):
     """A copy of ``model`` with the same layers' weights and no optimizer or compile state."""
     k = keras()
+    if not getattr(model, "_is_compiled", False) and getattr(model, "optimizer", None) is None:
+        return model
     if not getattr(model, "_is_graph_network", False) and not isinstance(model, k.Sequential):
         return model  # subclassed models cannot be cloned; saved as they are
     clone = k.models.clone_model(model)
