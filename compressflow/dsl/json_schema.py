@@ -25,12 +25,38 @@ def pipeline_json_schema() -> dict[str, Any]:
     definitions = schema.setdefault("$defs", {})
     for definition in definitions.values():
         _loosen_model(definition)
+    for name, section in schema.get("properties", {}).items():
+        _names_as_property_names(section)
+        if name in ("stages", "datasets"):
+            _allow_type_reference(section)
     definitions[PARAM_REFERENCE] = {
         "type": "string", "pattern": PARAM_REFERENCE_PATTERN,
         "description": "A reference to a param, replaced by its value: `${params.NAME}`.",
         "examples": ["${params.sparsity}"],
     }
     return {"$schema": DRAFT, **schema}
+
+
+def _names_as_property_names(section: dict[str, Any]) -> None:
+    """Make the name rule of ``stages``/``datasets``/``params`` binding for every key.
+
+    pydantic writes a key pattern as ``patternProperties``, which leaves keys that do not
+    match it unchecked; ``propertyNames`` plus ``additionalProperties`` checks them all.
+    """
+    patterns = section.get("patternProperties")
+    if not isinstance(patterns, dict) or len(patterns) != 1:
+        return
+    (pattern, value_schema), = patterns.items()
+    del section["patternProperties"]
+    section["propertyNames"] = {**section.get("propertyNames", {}), "pattern": pattern}
+    section["additionalProperties"] = value_schema
+
+
+def _allow_type_reference(section: dict[str, Any]) -> None:
+    """``type: ${params.kind}`` is valid too (its fields cannot be checked by the schema then)."""
+    union = section.get("additionalProperties", {}).get("oneOf")
+    if isinstance(union, list):
+        union.append({"type": "object", "required": ["type"], "properties": {"type": _REF}})
 
 
 def _loosen_model(definition: dict[str, Any]) -> None:
@@ -45,28 +71,27 @@ def _loosen(schema: Any) -> Any:
     if not isinstance(schema, dict) or not schema:
         return schema
     meta = {key: schema[key] for key in _METADATA if key in schema}
-    inner = {key: value for key, value in schema.items() if key not in _METADATA}
-    if "items" in inner:
-        inner["items"] = _loosen(inner["items"])
-    if "prefixItems" in inner:
-        inner["prefixItems"] = [_loosen(item) for item in inner["prefixItems"]]
-    if isinstance(inner.get("additionalProperties"), dict):
-        inner["additionalProperties"] = _loosen(inner["additionalProperties"])
+    inner = _loosen_children({key: value for key, value in schema.items() if key not in _METADATA})
     if not _needs_reference(inner):
         return {**meta, **inner}
-    if set(inner) == {"anyOf"}:
-        members = [_loosen_member(member) for member in inner["anyOf"]]
-        return {**meta, "anyOf": members + [_REF]}
-    return {**meta, "anyOf": [_loosen_member(inner), _REF]}
+    members = inner["anyOf"] if set(inner) == {"anyOf"} else [inner]
+    return {**meta, "anyOf": [*members, _REF]}
 
 
-def _loosen_member(schema: dict[str, Any]) -> dict[str, Any]:
-    loosened = _loosen(schema)
-    # Drop the reference that _loosen added to a member: the union has it once.
-    if isinstance(loosened, dict) and loosened.get("anyOf", [None])[-1] == _REF and set(loosened) == {"anyOf"}:
-        members = loosened["anyOf"][:-1]
-        return members[0] if len(members) == 1 else {"anyOf": members}
-    return loosened
+def _loosen_children(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` whose nested values (items, mapping values, union members' items) accept references."""
+    out = dict(schema)
+    if "items" in out:
+        out["items"] = _loosen(out["items"])
+    if "prefixItems" in out:
+        out["prefixItems"] = [_loosen(item) for item in out["prefixItems"]]
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _loosen(out["additionalProperties"])
+    for union in ("anyOf", "oneOf"):
+        if union in out:
+            out[union] = [_loosen_children(member) if isinstance(member, dict) else member
+                          for member in out[union]]
+    return out
 
 
 def _needs_reference(schema: dict[str, Any]) -> bool:
