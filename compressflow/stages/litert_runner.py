@@ -1,0 +1,106 @@
+"""Run a TFLite model with LiteRT's interpreter (``ai_edge_litert``); no TensorFlow.
+
+Quantized inputs and outputs (int8 / uint8 / int16) are handled here: float inputs
+are quantized with the input tensor's scale and zero point, outputs dequantized
+with the output tensor's, so callers always see float scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+_QUANTIZED_IO = (np.int8, np.uint8, np.int16)
+
+
+def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Float values -> the tensor's integer type, with its scale and zero point."""
+    dtype = detail["dtype"]
+    if dtype not in _QUANTIZED_IO:
+        return np.asarray(x, dtype=dtype)
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        raise ValueError(f"input {detail['name']!r} is {np.dtype(dtype).name} but has no quantization scale")
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x, np.float32) / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """The tensor's integer values -> float, with its scale and zero point."""
+    if detail["dtype"] not in _QUANTIZED_IO:
+        return np.asarray(q, dtype=np.float32)
+    scale, zero_point = detail["quantization"]
+    return (q.astype(np.float32) - zero_point) * scale
+
+
+def io_description(detail: dict[str, Any]) -> dict[str, Any]:
+    """dtype, shape and quantization of an input or output tensor, JSON-ready."""
+    scale, zero_point = detail["quantization"]
+    return {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(d) for d in detail["shape_signature"]],
+            "scale": float(scale), "zero_point": int(zero_point)}
+
+
+class LiteRTModel:
+    """A single-input, single-output TFLite model in a LiteRT interpreter."""
+
+    def __init__(self, model: Path | bytes, threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._content = model if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
+        self._interpreter = Interpreter(model_content=bytes(self._content), num_threads=threads)
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"only models with one input and one output are supported "
+                             f"(this one has {len(inputs)} inputs and {len(outputs)} outputs)")
+        self._interpreter.allocate_tensors()
+        self._batch = int(inputs[0]["shape"][0])
+
+    @property
+    def input_detail(self) -> dict[str, Any]:
+        return self._interpreter.get_input_details()[0]
+
+    @property
+    def output_detail(self) -> dict[str, Any]:
+        return self._interpreter.get_output_details()[0]
+
+    def tensor_details(self) -> list[dict[str, Any]]:
+        """The interpreter's details of every tensor of the main subgraph."""
+        return self._interpreter.get_tensor_details()
+
+    def _set_batch(self, batch: int) -> None:
+        if batch == self._batch:
+            return
+        detail = self.input_detail
+        shape = [batch, *[int(d) for d in detail["shape"][1:]]]
+        self._interpreter.resize_tensor_input(detail["index"], shape, strict=False)
+        self._interpreter.allocate_tensors()
+        self._batch = batch
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self.input_detail["index"], quantize(x, self.input_detail))
+        self._interpreter.invoke()
+        output = self.output_detail
+        return dequantize(self._interpreter.get_tensor(output["index"]), output)
+
+    def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Float scores for every sample of ``x`` (batched when the model allows it)."""
+        if self.input_detail["shape_signature"][0] != -1:
+            batch_size = int(self.input_detail["shape"][0])  # NOTE: fixed batch size in the file
+            if len(x) % batch_size:
+                raise ValueError(f"the model has a fixed batch size of {batch_size}; "
+                                 f"{len(x)} samples are not a multiple of it")
+        outputs = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start:start + batch_size]
+            self._set_batch(len(chunk))
+            outputs.append(self._run(chunk))
+        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+    def single_sample_call(self, sample: np.ndarray) -> Callable[[], np.ndarray]:
+        """A call that runs one sample (batch 1) end to end: quantize, invoke, dequantize."""
+        self._set_batch(1)
+        batch = np.asarray(sample)[None, ...]
+        return lambda: self._run(batch)
