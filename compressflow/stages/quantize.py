@@ -1,4 +1,13 @@
-"""``quantize``: quantization-aware training (Keras out) or post-training conversion (TFLite out)."""
+"""``quantize``: quantization-aware training (Keras out) or post-training conversion (TFLite out).
+
+* ``qat`` trains a fake-quant copy of the model (tfmot) and outputs it as a Keras
+  model (``model.h5``, meta ``qat: true``). A following ``quantize`` stage converts it:
+  any optimising method then gives an int8 model that uses the trained ranges.
+* ``float32``, ``dynamic``, ``float16``, ``int8``, ``int16x8`` convert with the TFLite
+  converter and output ``model.tflite``. Calibration (``int8``, ``int16x8``) uses the
+  first ``representative_samples`` samples of the training split, whose order is
+  fixed by the pipeline seed, so two conversions give the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +15,16 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, DatasetName, Stage, StageName
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
 from compressflow.stages.registry import register_stage
 
 METHODS_NEEDING_DATA = ("qat", "int8", "int16x8")
+# Methods whose output would not be what they name when the input is a QAT model.
+METHODS_REFUSING_QAT = ("float16", "int16x8")
+TFLITE_FILE = "model.tflite"
 
 
 @register_stage
@@ -52,5 +65,80 @@ class QuantizeStage(TrainingOptions, Stage):
                 config.pop(name, None)
         return config
 
+    def output_kind(self) -> str:
+        """The artifact kind this configuration outputs."""
+        return KERAS_MODEL if self.method == "qat" else TFLITE_MODEL
+
     def run(self, ctx) -> None:
-        raise NotImplementedError
+        from compressflow.stages import keras_artifacts
+        from compressflow.stages.tfutil import seed_everything
+
+        source = ctx.input("model")
+        if source.kind != KERAS_MODEL:
+            raise StageFailed(
+                f"quantize stage {ctx.name!r} needs a Keras model, but {source.stage!r} gives a {source.kind}"
+                + (" (already converted); quantize the Keras model it was converted from"
+                   if source.kind == TFLITE_MODEL else ""))
+        from_qat = keras_artifacts.is_qat(source)
+        if from_qat and self.method == "qat":
+            raise StageFailed(f"{source.stage!r} is already a quantization-aware model; "
+                              "convert it with a post-training method (dynamic or int8)")
+        if from_qat and self.method in METHODS_REFUSING_QAT:
+            raise StageFailed(
+                f"{source.stage!r} is a quantization-aware model: it carries int8 ranges, and the converter "
+                f"gives an int8 model whatever {self.method!r} asks; use method dynamic or int8")
+        seed_everything(ctx.seed)
+        model = keras_artifacts.load_keras_artifact(source)
+        if self.method == "qat":
+            self._train_quantization_aware(model, ctx)
+        else:
+            self._convert(model, ctx, from_qat=from_qat)
+
+    def _splits(self, ctx):
+        from compressflow.data.datasets import load_splits
+
+        return load_splits(ctx.dataset(self.data), ctx.env)
+
+    def _train_quantization_aware(self, model, ctx) -> None:
+        from compressflow.stages import keras_artifacts, qat, tfutil
+
+        source = ctx.input("model")
+        from_logits = tfutil.outputs_logits(model)
+        try:
+            quantized = qat.make_quantization_aware(model, self.scheme)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise StageFailed(f"tfmot cannot make {source.stage!r} quantization-aware "
+                              f"(scheme {self.scheme}): {exc}") from exc
+        splits = self._splits(ctx)
+        tfutil.check_data_fits(model, splits, self.data)
+        tfutil.compile_model(quantized, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                             from_logits=from_logits)
+        ctx.log(f"quantization-aware training, scheme {self.scheme}, {self.epochs} epochs")
+        history = tfutil.fit(quantized, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                             early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        if self.scheme != "default":
+            quantized = qat.as_default_scheme(quantized, keras_artifacts.load_keras_artifact(source), self.scheme)
+        final = tfutil.evaluate(quantized, splits, from_logits=from_logits)
+        ctx.log("after QAT: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(final.items())))
+        carried = {"trusted": True} if source.meta.get("trusted") else {}
+        keras_artifacts.save_qat_model(quantized, ctx, method="qat", scheme=self.scheme,
+                                       epochs_run=history["epochs_run"], **final, **carried)
+
+    def _convert(self, model, ctx, *, from_qat: bool) -> None:
+        from compressflow.stages import tflite_convert
+        from compressflow.stages.tflite_describe import describe_tflite
+
+        samples = None
+        if self.method in tflite_convert.CALIBRATED_METHODS:
+            x_train = self._splits(ctx).x_train
+            samples = tflite_convert.representative_samples(x_train, self.representative_samples)
+            if len(samples) < self.representative_samples:
+                ctx.log(f"the training split has {len(samples)} samples; calibrating on all of them")
+        flatbuffer = tflite_convert.convert_keras_model(model, self.method, samples=samples, int8_io=self.int8_io)
+        path = ctx.out_dir / TFLITE_FILE
+        path.write_bytes(flatbuffer)
+        description = describe_tflite(path)
+        ctx.log(f"{self.method}: {len(flatbuffer)} bytes, weights {', '.join(description['weight_dtypes'])}, "
+                f"input {description['input']['dtype']}, output {description['output']['dtype']}")
+        ctx.set_output(TFLITE_MODEL, TFLITE_FILE, method=self.method, from_qat=from_qat,
+                       representative_samples=None if samples is None else len(samples), **description)
