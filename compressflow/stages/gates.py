@@ -1,0 +1,39 @@
+"""``require:`` gates of ``evaluate``: which models miss which requirement, in words and numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str | None) -> list[str]:
+    """One message per (model, requirement) that is not met; every non-baseline model is checked."""
+    problems = []
+    base = models.get(baseline) if baseline is not None else None
+    for name, metrics in models.items():
+        if name == baseline:
+            continue
+        if require.max_accuracy_drop is not None and base is not None:
+            drop = base["accuracy"] - metrics["accuracy"]
+            if drop > require.max_accuracy_drop:
+                problems.append(
+                    f"model {name!r}: accuracy {metrics['accuracy']:.4f} is {drop * 100:.2f} points below "
+                    f"baseline {baseline!r} ({base['accuracy']:.4f}); max_accuracy_drop allows "
+                    f"{require.max_accuracy_drop * 100:.2f} points")
+        if require.min_compression is not None and base is not None:
+            ratio = metrics.get("gzip_compression")
+            if ratio is None or ratio < require.min_compression:
+                problems.append(
+                    f"model {name!r}: gzip size {metrics['gzip_bytes']:,} B against baseline {baseline!r}'s "
+                    f"{base['gzip_bytes']:,} B is a compression of {_times(ratio)}; min_compression asks for "
+                    f"at least {require.min_compression:g}x")
+        if require.max_latency_ms is not None:
+            latency = metrics.get("latency_ms_median")
+            if latency is not None and latency > require.max_latency_ms:
+                problems.append(
+                    f"model {name!r}: median latency {latency:.3f} ms per sample is above "
+                    f"max_latency_ms {require.max_latency_ms:g} ms")
+    return problems
+
+
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"

@@ -1,0 +1,87 @@
+"""Measure one model artifact (Keras or TFLite) on a dataset: what ``evaluate`` reports per model.
+
+Keras models run in TensorFlow (accuracy with ``predict``; latency of a traced
+``tf.function`` call), TFLite models in LiteRT's interpreter. Sizes are those of
+the artifact's file: a Keras model's ``.keras`` (or QAT ``.h5``) file is not a fair
+size baseline for TFLite models; a ``quantize`` stage with ``method: float32`` is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, Artifact
+from compressflow.stages.measure import accuracy, file_sizes, time_calls, weight_statistics
+
+
+def model_label(artifact: Artifact) -> str:
+    """Short description of a model for tables: ``keras``, ``keras qat``, ``tflite int8``..."""
+    if artifact.kind == KERAS_MODEL:
+        return "keras qat" if artifact.meta.get("qat") else "keras"
+    method = artifact.meta.get("method")
+    if method == "int8" and artifact.meta.get("input", {}).get("dtype") == "int8":
+        method = "int8 io"
+    return f"tflite {method}" if method else "tflite"
+
+
+def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: list[int],
+                  latency: Any | None) -> dict[str, Any]:
+    """Accuracy, parameters, sparsity, sizes and (when ``latency`` is given) latency of a model."""
+    if artifact.kind == KERAS_MODEL:
+        scores, tensors, timing = _keras(artifact, x, latency)
+    elif artifact.kind == TFLITE_MODEL:
+        scores, tensors, timing = _tflite(artifact, x, latency)
+    else:
+        raise ValueError(f"stage {artifact.stage!r} gives {artifact.kind}, not a model")
+    result: dict[str, Any] = {"kind": artifact.kind, "label": model_label(artifact),
+                              "file": artifact.file().name, "samples": int(len(x))}
+    result.update(accuracy(scores, y, top_k))
+    result.update(weight_statistics(tensors))
+    result.update(file_sizes(artifact.file()))
+    result.update(timing)
+    return result
+
+
+def _keras(artifact: Artifact, x: np.ndarray, latency):
+    from compressflow.stages.keras_artifacts import keras_parameters, load_keras_artifact
+    from compressflow.stages.tfutil import import_tensorflow
+
+    tf = import_tensorflow()
+    model = load_keras_artifact(artifact)
+    scores = model.predict(x, batch_size=256, verbose=0)
+    timing = {}
+    if latency is not None:
+        sample = tf.constant(x[:1])
+        call = tf.function(lambda batch: model(batch, training=False))
+        call(sample)  # NOTE: tracing is compilation, not inference: never timed
+        timing = time_calls(lambda: call(sample).numpy(), warmup=latency.warmup, runs=latency.runs)
+    return scores, keras_parameters(model), timing
+
+
+def _tflite(artifact: Artifact, x: np.ndarray, latency):
+    from compressflow.stages.litert_runner import LiteRTModel
+    from compressflow.stages.tflite_weights import read_parameters
+
+    path = artifact.file()
+    scores = LiteRTModel(path).predict(x)
+    timing = {}
+    if latency is not None:
+        runner = LiteRTModel(path, threads=latency.threads)
+        timing = time_calls(runner.single_sample_call(x[0]), warmup=latency.warmup, runs=latency.runs)
+        timing["latency_threads"] = latency.threads
+    return scores, read_parameters(path), timing
+
+
+def compare(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
+    """A model's figures against the baseline's: accuracy delta, size ratios, speed-up."""
+    def ratio(numerator, denominator):
+        return numerator / denominator if numerator is not None and denominator else None
+
+    return {
+        "accuracy_delta": model["accuracy"] - baseline["accuracy"],
+        "compression": ratio(baseline["file_bytes"], model["file_bytes"]),
+        "gzip_compression": ratio(baseline["gzip_bytes"], model["gzip_bytes"]),
+        "speedup": ratio(baseline.get("latency_ms_median"), model.get("latency_ms_median")),
+    }
