@@ -1,13 +1,39 @@
-"""``export``: write a model outside the cache (keras, saved_model, tflite) with a sidecar JSON."""
+"""``export``: write a model outside the cache (keras, saved_model, tflite) with a sidecar JSON.
+
+``run`` (cached like any stage) prepares the export in the cache entry: the model
+file or SavedModel directory, and ``sidecar.json`` with the chain of resolved stage
+configs and cache keys, the model's metrics (from the ``metrics`` evaluate stage),
+the library versions and the sha256 of the export. The sidecar holds no time, so
+it is the same bytes on every run of the same inputs.
+
+``publish`` (TensorFlow-free, called on every run, cached or not) copies both to
+``to`` and ``<to>.json``, atomically.
+
+Formats: ``keras`` copies the Keras file (a quantization-aware model is HDF5:
+``.h5``); ``saved_model`` exports an inference SavedModel (``Model.export``);
+``tflite`` copies a TFLite input, or converts a Keras input: a float32 conversion,
+or for a quantization-aware model an int8 conversion with its trained ranges.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import contextlib
+import io
+import shutil
+from pathlib import Path, PurePath
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from compressflow.stages.base import FILES, Stage, StageName
+from compressflow.errors import StageFailed, UsageError
+from compressflow.stages.base import (FILES, KERAS_MODEL, METRICS, MODEL_KINDS, TFLITE_MODEL, Stage, StageName,
+                                      tree_sha256)
+from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.registry import register_stage
+
+SIDECAR_FILE = "sidecar.json"
+SAVED_MODEL_DIR = "saved_model"
+KERAS_SUFFIXES = (".keras", ".h5")
 
 
 @register_stage
@@ -16,7 +42,7 @@ class ExportStage(Stage):
 
     kind: ClassVar[str] = "export"
     produces: ClassVar[str] = FILES
-    libraries: ClassVar[tuple[str, ...]] = ("tensorflow", "tf-keras")
+    libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
     key_exclude: ClassVar[frozenset[str]] = frozenset({"to", "allow_outside"})
     always_publish: ClassVar[bool] = True
 
@@ -24,9 +50,113 @@ class ExportStage(Stage):
     model: StageName
     format: Literal["keras", "saved_model", "tflite"] | None = Field(
         None, description="Output format (default: the model's own: keras for Keras models, tflite for TFLite).")
-    to: str = Field(description="Target path, relative to the pipeline file's folder.",
-                    examples=["out/digits-int8.tflite"])
+    to: str = Field(description="Target path, relative to the pipeline file's folder; the sidecar goes to "
+                                "`<to>.json`.", examples=["out/digits-int8.tflite"])
     allow_outside: bool = Field(False, description="Allow `to` outside the pipeline's folder.")
+    metrics: StageName | None = Field(
+        None, description="An evaluate stage whose metrics for this model go into the sidecar.")
+
+    @model_validator(mode="after")
+    def _target_fits_format(self):
+        suffix = PurePath(self.to).suffix.lower()
+        if self.format == "keras" and suffix not in KERAS_SUFFIXES:
+            raise ValueError(f"format 'keras' needs a target ending in .keras (or .h5 for a QAT model), "
+                             f"not {self.to!r}")
+        if self.format == "saved_model" and suffix in (*KERAS_SUFFIXES, ".tflite"):
+            raise ValueError(f"format 'saved_model' writes a directory; {self.to!r} looks like a file name")
+        return self
+
+    # -- run: prepare the export in the cache entry -----------------------------------
 
     def run(self, ctx) -> None:
-        raise NotImplementedError
+        source = ctx.input("model")
+        if source.kind not in MODEL_KINDS:
+            raise StageFailed(f"export stage {ctx.name!r}: {source.stage!r} gives {source.kind}, not a model")
+        fmt = self.format or ("keras" if source.kind == KERAS_MODEL else "tflite")
+        if fmt != "tflite" and source.kind == TFLITE_MODEL:
+            raise StageFailed(f"export stage {ctx.name!r}: {source.stage!r} is a TFLite model; "
+                              f"it can only be exported as tflite, not {fmt}")
+        exported, conversion = _EXPORTERS[fmt](source, ctx)
+        sha256 = tree_sha256(ctx.out_dir / exported)
+        ctx.write_json(SIDECAR_FILE, {
+            "format": fmt,
+            "conversion": conversion,
+            "sha256": sha256,
+            "model": {"stage": source.stage, "key": source.key, "kind": source.kind,
+                      "meta": {k: v for k, v in source.meta.items() if k != "file"}},
+            "lineage": ctx.lineage,
+            "metrics": self._metrics(ctx, source.stage),
+            "versions": ctx.versions,
+        })
+        ctx.log(f"{fmt} export of {source.stage!r} ready ({conversion}); sha256 {sha256[:12]}")
+        ctx.set_output(FILES, exported, format=fmt, sidecar=SIDECAR_FILE, sha256=sha256,
+                       is_directory=(ctx.out_dir / exported).is_dir())
+
+    def _metrics(self, ctx, model_stage: str) -> dict[str, Any] | None:
+        if self.metrics is None:
+            return None
+        from compressflow.stages.evaluate import read_metrics
+
+        artifact = ctx.input("metrics")
+        if artifact.kind != METRICS:
+            raise StageFailed(f"export stage {ctx.name!r}: 'metrics' must name an evaluate stage; "
+                              f"{artifact.stage!r} gives {artifact.kind}")
+        baseline, models = read_metrics(artifact)
+        if model_stage not in models:
+            raise StageFailed(f"export stage {ctx.name!r}: evaluate stage {artifact.stage!r} did not measure "
+                              f"{model_stage!r} (it measured {', '.join(sorted(models)) or 'nothing'}); "
+                              f"add {model_stage!r} to its models")
+        return {"stage": artifact.stage, "key": artifact.key, "baseline": baseline, "values": models[model_stage]}
+
+    # -- publish: copy from the cache entry to `to`, every run -------------------------
+
+    def publish(self, output, env) -> list[Path]:
+        """Copy the export and its sidecar to ``to`` (and ``<to>.json``), atomically."""
+        from compressflow.stages.publish import publish_export, resolve_target
+
+        target = resolve_target(self.to, env, allow_outside=self.allow_outside, stage=output.stage)
+        exported = output.file()
+        if output.meta.get("format") == "keras" and target.suffix.lower() != exported.suffix:
+            raise UsageError(f"export stage {output.stage!r}: the Keras model is a {exported.suffix} file "
+                             f"({'a quantization-aware model is saved as HDF5; ' if exported.suffix == '.h5' else ''}"
+                             f"name the target {target.with_suffix(exported.suffix).name!r}, not {target.name!r})")
+        return publish_export(exported, output.file(output.meta["sidecar"]), target)
+
+
+# --------------------------------------------------------------------------- exporters
+
+
+def _export_keras(source, ctx) -> tuple[str, str]:
+    name = source.file().name
+    shutil.copyfile(source.file(), ctx.out_dir / name)
+    return name, "copy"
+
+
+def _export_saved_model(source, ctx) -> tuple[str, str]:
+    from compressflow.stages.keras_artifacts import load_keras_artifact
+
+    model = load_keras_artifact(source)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # NOTE: Model.export prints its endpoints
+        model.export(str(ctx.out_dir / SAVED_MODEL_DIR))
+    return SAVED_MODEL_DIR, "Model.export (inference SavedModel, endpoint 'serve')"
+
+
+def _export_tflite(source, ctx) -> tuple[str, str]:
+    from compressflow.stages.tfutil import TFLITE_FILE
+
+    target = ctx.out_dir / TFLITE_FILE
+    if source.kind == TFLITE_MODEL:
+        shutil.copyfile(source.file(), target)
+        return TFLITE_FILE, "copy"
+    from compressflow.stages.keras_artifacts import is_qat, load_keras_artifact
+    from compressflow.stages.tflite_convert import convert_keras_model
+
+    # A QAT model converted without optimisation keeps float weights and fake-quant ops;
+    # with the default optimisation it becomes the int8 model its training prepared.
+    method = "dynamic" if is_qat(source) else "float32"
+    target.write_bytes(convert_keras_model(load_keras_artifact(source), method))
+    return TFLITE_FILE, f"TFLite conversion, method {method}"
+
+
+_EXPORTERS = {"keras": _export_keras, "saved_model": _export_saved_model, "tflite": _export_tflite}

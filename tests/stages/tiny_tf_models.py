@@ -104,12 +104,15 @@ def kernel_unique_counts(model, *, per_channel: bool = False) -> dict[str, int]:
     return counts
 
 
-def run_into(stage, env, inputs: dict, name: str, directory: Path) -> Artifact:
-    """Run a stage into ``directory / name`` (for module-scoped fixtures); return its output."""
+def run_into(stage, env, inputs: dict, name: str, directory: Path, **context) -> Artifact:
+    """Run a stage into ``directory / name`` (for module-scoped fixtures); return its output.
+
+    ``context`` goes to the StageContext (``lineage``, ``versions``).
+    """
     from compressflow.stages.base import StageContext, derive_seed
 
     out_dir = directory / name
     out_dir.mkdir(parents=True)
     stage.run(StageContext(name=name, seed=derive_seed(env.seed, name), out_dir=out_dir, env=env,
-                           inputs=inputs, log=lambda message: None))
+                           inputs=inputs, log=lambda message: None, **context))
     return Artifact.read(name, name.ljust(64, "0")[:64], out_dir)

@@ -1,0 +1,85 @@
+"""Copy an export from the cache to its target, atomically; no TensorFlow (runs on every run).
+
+A reader of the target never sees a half-written file: a file is copied to a
+temporary name beside the target and ``os.replace``d over it; a directory (a
+SavedModel) is copied to a temporary directory and swapped in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from compressflow.errors import UsageError
+from compressflow.stages.base import Environment
+
+
+def resolve_target(raw: str, env: Environment, *, allow_outside: bool, stage: str) -> Path:
+    """The export target, relative to the pipeline's folder; outside it only with ``allow_outside``."""
+    if allow_outside:
+        path = Path(os.path.expanduser(raw))
+        return (path if path.is_absolute() else env.pipeline_dir / path).resolve()
+    try:
+        return env.resolve_path(raw, what=f"export target of stage {stage!r}")
+    except UsageError as exc:
+        raise UsageError(f"{exc}, or set `allow_outside: true` on stage {stage!r}") from exc
+
+
+def sidecar_path(target: Path) -> Path:
+    """Where the sidecar JSON of an export goes: ``<target>.json`` beside it."""
+    return target.with_name(target.name + ".json")
+
+
+def _temporary_sibling(target: Path, tag: str) -> Path:
+    return target.with_name(f".{target.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def atomic_copy_file(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a temporary file and ``os.replace``."""
+    if target.is_dir():
+        raise UsageError(f"cannot export to {target}: it is a directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_sibling(target, "tmp")
+    try:
+        # NOTE: copyfile, not copy2: cache files are read-only and the export should not be.
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def atomic_copy_tree(source: Path, target: Path) -> None:
+    """Copy the directory ``source`` to ``target``: copy beside it, then swap it in."""
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"cannot export a directory to {target}: it is a file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_sibling(target, "tmp")
+    retired = _temporary_sibling(target, "old")
+    try:
+        shutil.copytree(source, temporary, copy_function=shutil.copyfile)
+        if target.exists():
+            os.replace(target, retired)
+        try:
+            os.replace(temporary, target)
+        except OSError:
+            if retired.exists():
+                os.replace(retired, target)  # put the previous export back
+            raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def publish_export(export: Path, sidecar: Path, target: Path) -> list[Path]:
+    """Write the exported file or directory and its sidecar; return the paths written."""
+    if export.is_dir():
+        atomic_copy_tree(export, target)
+    else:
+        atomic_copy_file(export, target)
+    written_sidecar = sidecar_path(target)
+    atomic_copy_file(sidecar, written_sidecar)
+    return [target, written_sidecar]
