@@ -1,8 +1,11 @@
 """JSON Schema (draft 2020-12) of the pipeline format, for editors and other tools.
 
-Built from the pydantic models, then loosened where users may write
-``${params.NAME}`` instead of a value: every field of a stage or dataset (except
-``type``) also accepts such a reference, at any depth.
+Built from the pydantic models, then adjusted to what the loader accepts:
+
+* every field of a stage or dataset (``type`` included) may be ``${params.NAME}``, at any depth;
+* stage, dataset and param names follow the name rule (``propertyNames``);
+* ``type`` is required; a stage may say ``extends: TEMPLATE`` and leave required fields
+  (and even ``type``) to the template.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def pipeline_json_schema() -> dict[str, Any]:
     for name, section in schema.get("properties", {}).items():
         _names_as_property_names(section)
         if name in ("stages", "datasets"):
+            _require_type(section, definitions)
             _allow_type_reference(section)
+    _allow_extends(schema["properties"]["stages"], definitions)
     definitions[PARAM_REFERENCE] = {
         "type": "string", "pattern": PARAM_REFERENCE_PATTERN,
         "description": "A reference to a param, replaced by its value: `${params.NAME}`.",
@@ -52,11 +57,38 @@ def _names_as_property_names(section: dict[str, Any]) -> None:
     section["additionalProperties"] = value_schema
 
 
+def _require_type(section: dict[str, Any], definitions: dict[str, Any]) -> None:
+    """``type`` selects the member of the union: it is required even though models default it."""
+    for member in section.get("additionalProperties", {}).get("oneOf", []):
+        definition = definitions.get(member.get("$ref", "").rpartition("/")[2])
+        if definition is not None and "type" not in definition.get("required", []):
+            definition["required"] = ["type", *definition.get("required", [])]
+
+
 def _allow_type_reference(section: dict[str, Any]) -> None:
     """``type: ${params.kind}`` is valid too (its fields cannot be checked by the schema then)."""
     union = section.get("additionalProperties", {}).get("oneOf")
     if isinstance(union, list):
         union.append({"type": "object", "required": ["type"], "properties": {"type": _REF}})
+
+
+def _allow_extends(stages: dict[str, Any], definitions: dict[str, Any]) -> None:
+    """A stage may say ``extends: TEMPLATE``; its required fields may then come from the template."""
+    union = stages.get("additionalProperties", {}).get("oneOf", [])
+    extends = {"type": "string", "description": "Name of a template (under `templates:`) this stage starts from."}
+    for member in union:
+        name = member.get("$ref", "").rpartition("/")[2]
+        definition = definitions.get(name)
+        if definition is None:
+            continue
+        definition.setdefault("properties", {})["extends"] = extends
+        required = [field for field in definition.pop("required", []) if field != "type"]
+        definition["required"] = ["type"]
+        if required:
+            definition["if"] = {"required": ["extends"]}
+            definition["else"] = {"required": required}
+    union.append({"type": "object", "required": ["extends"], "not": {"required": ["type"]},
+                  "properties": {"extends": extends}})
 
 
 def _loosen_model(definition: dict[str, Any]) -> None:

@@ -33,13 +33,16 @@ DICT_SOURCE = "<dict>"
 
 def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
                   overrides: Iterable[str] | Mapping[str, Any] | None = None,
-                  params_files: Iterable[str | os.PathLike[str]] | None = None) -> Pipeline:
+                  params_files: Iterable[str | os.PathLike[str]] | None = None, *,
+                  allow_outside_paths: bool = False) -> Pipeline:
     """Load, resolve and validate a pipeline.
 
     ``source`` is the path of a YAML file or a mapping (its locations then read
     ``<dict>:1:1``). ``overrides`` are ``"dotted.path=value"`` strings (values
     parsed with YAML rules) or a ``{"dotted.path": value}`` mapping;
     ``params_files`` are YAML files whose entries override ``params``.
+    Included files must be inside the pipeline's folder unless
+    ``allow_outside_paths`` is set.
 
     Raises :class:`~compressflow.errors.PipelineError` carrying every problem
     found, sorted by location; bad input never raises anything else.
@@ -50,7 +53,7 @@ def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
     for invalid_path in parsed.invalid_paths:
         problems.mark_invalid(invalid_path)
     document = _top_level_mapping(parsed)
-    expand_reuse(document, path, problems)
+    expand_reuse(document, path, root, allow_outside_paths, problems)
     apply_overrides(document, params_file_overrides(params_files, problems)
                     + parse_overrides(overrides, problems), problems)
     interpolate(document, problems)

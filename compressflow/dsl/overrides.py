@@ -14,10 +14,11 @@ from typing import Any, Iterable, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem, did_you_mean, format_path
 from compressflow.dsl.located import LocatedDict, LocatedList, from_plain
-from compressflow.dsl.schema import TOP_LEVEL_KEYS
 from compressflow.dsl.yaml_source import parse_yaml, read_yaml_file
 
 SCALAR_KEYS = ("version", "name", "seed")
+#: What an override may set (includes and templates are already expanded when overrides apply).
+OVERRIDABLE = (*SCALAR_KEYS, "params", "datasets", "stages")
 NAMED_SECTIONS = ("datasets", "stages")
 
 
@@ -125,9 +126,9 @@ def _apply(document: LocatedDict, override: Override, problems: list[Problem]) -
         problems.append(Problem(message, where, path, hint))
 
     head = path[0]
-    if head not in TOP_LEVEL_KEYS:
-        fail(f"cannot set '{format_path(path)}': '{head}' is not a top-level key",
-             did_you_mean(str(head), TOP_LEVEL_KEYS) or "known: " + ", ".join(TOP_LEVEL_KEYS))
+    if head not in OVERRIDABLE:
+        fail(f"cannot set '{format_path(path)}': '{head}' is not a top-level key that can be set",
+             did_you_mean(str(head), OVERRIDABLE) or "known: " + ", ".join(OVERRIDABLE))
         return
     if head in SCALAR_KEYS:
         if len(path) != 1:

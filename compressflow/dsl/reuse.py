@@ -1,7 +1,6 @@
-"""Reuse across files: ``include:``, ``templates:`` and a stage's ``extends:``.
+"""Reuse across files, before anything else is resolved: includes, then templates.
 
-Reserved for now: these keys are reported as not supported yet, and so is a
-stage's ``matrix:`` (sweeps).
+A stage's ``matrix:`` (sweeps) is reserved for a later version and reported as such.
 """
 
 from __future__ import annotations
@@ -9,26 +8,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from compressflow.errors import Problem
+from compressflow.dsl.includes import expand_includes
 from compressflow.dsl.located import LocatedDict
+from compressflow.dsl.problems import Problems
+from compressflow.dsl.templates import apply_templates
 
-RESERVED_TOP_LEVEL = ("include", "templates")
-RESERVED_STAGE_KEYS = ("extends", "matrix")
+RESERVED_STAGE_KEYS = {"matrix": "sweeps ('matrix') are not supported yet"}
 
 
-def expand_reuse(document: LocatedDict, path: Path | None, problems: list[Problem]) -> None:
-    """Expand includes and templates in place (here: report the reserved keys)."""
-    for key in RESERVED_TOP_LEVEL:
-        if key in document:
-            problems.append(Problem(f"'{key}' is not supported yet", document.key_location(key), (key,)))
-            document.drop(key)
+def expand_reuse(document: LocatedDict, file: Path | None, root: Path, allow_outside_paths: bool,
+                 problems: Problems) -> None:
+    """Expand ``include`` and ``extends`` in ``document`` (in place)."""
+    expand_includes(document, file, document.location.file, root, allow_outside_paths, problems)
+    apply_templates(document, problems)
+    _reserved(document, problems)
+
+
+def _reserved(document: LocatedDict, problems: Problems) -> None:
     stages = document.get("stages")
     if not isinstance(stages, LocatedDict):
         return
     for name, config in stages.items():
         if not isinstance(config, LocatedDict):
             continue
-        for key in RESERVED_STAGE_KEYS:
+        for key, message in RESERVED_STAGE_KEYS.items():
             if key in config:
-                problems.append(Problem(f"'{key}' is not supported yet", config.key_location(key),
-                                        ("stages", name, key)))
+                problems.append(Problem(message, config.key_location(key), ("stages", name, key)))
                 config.drop(key)

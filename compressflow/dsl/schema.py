@@ -31,7 +31,7 @@ PipelineName = Annotated[str, StringConstraints(pattern=PIPELINE_NAME_PATTERN, m
                                                 max_length=MAX_NAME_LENGTH)]
 
 #: Top-level keys of a pipeline file, in the order they are documented.
-TOP_LEVEL_KEYS = ("version", "name", "seed", "params", "datasets", "stages")
+TOP_LEVEL_KEYS = ("version", "name", "seed", "include", "params", "datasets", "templates", "stages")
 
 _lock = threading.Lock()
 _cache: dict[tuple, type[BaseModel]] = {}
@@ -69,8 +69,16 @@ def _build(stage_classes: list[type[Stage]], dataset_classes: list[type[Dataset]
             default_factory=dict, description="Values used below as `${params.NAME}`; override with "
                                               "`--set params.NAME=value` or `--params file.yaml`.",
             examples=[{"sparsity": 0.8}])),
+        include=(Union[list[str], str], Field(
+            default_factory=list, description="Files (relative to this one) whose `params`, `datasets` and "
+                                              "`templates` are added to this pipeline's.",
+            examples=[["../recipes/common.yaml"]])),
         datasets=(dict[EntryName, dataset_config], Field(
             default_factory=dict, description="Named datasets; stages refer to them by name.")),
+        templates=(dict[EntryName, dict[str, Any]], Field(
+            default_factory=dict, description="Partial stage configs; a stage says `extends: NAME` to start "
+                                              "from one and overrides fields (mappings merge, other values "
+                                              "are replaced).")),
         stages=(dict[EntryName, stage_config], Field(
             min_length=1, description="Named stages; fields such as `model` name other stages (the DAG's edges).")),
     )

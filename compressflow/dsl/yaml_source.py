@@ -60,8 +60,8 @@ def read_yaml_file(path: Path, display_name: str | None = None) -> ParsedYaml:
         raise PipelineError([Problem(f"file not found: {name}")]) from None
     except IsADirectoryError:
         raise PipelineError([Problem(f"{name} is a directory, not a YAML file")]) from None
-    except OSError as exc:
-        raise PipelineError([Problem(f"cannot read {name}: {exc.strerror or exc}")]) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise PipelineError([Problem(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}")]) from None
     if len(data) > MAX_FILE_BYTES:
         raise PipelineError([Problem(
             f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; pipeline files are small text files",
