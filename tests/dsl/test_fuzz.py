@@ -14,7 +14,8 @@ from dsl_helpers import DESIGN_EXAMPLE
 
 NAMES = st.sampled_from(["version", "name", "seed", "params", "datasets", "stages", "type", "model", "data",
                          "models", "after", "epochs", "schedule", "method", "to", "builder", "digits", "base",
-                         "pruned", "a/b", "1", "", "${params.x}", "<<", "sparsity"])
+                         "pruned", "a/b", "1", "", "${params.x}", "<<", "sparsity", "include", "templates",
+                         "extends", "matrix"])
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
@@ -27,12 +28,16 @@ VALUES = st.recursive(SCALARS, lambda children: st.one_of(
 STAGES = st.dictionaries(NAMES, st.fixed_dictionaries({"type": st.sampled_from(
     ["load", "fine_tune", "prune", "quantize", "evaluate", "export", "distill", "cluster", "prnue"])},
     optional={"model": NAMES, "data": NAMES, "models": st.lists(NAMES, max_size=3), "epochs": SCALARS,
-              "builder": SCALARS, "schedule": VALUES, "method": SCALARS, "to": SCALARS, "after": VALUES}),
+              "builder": SCALARS, "schedule": VALUES, "method": SCALARS, "to": SCALARS, "after": VALUES,
+              "extends": NAMES}),
     max_size=4)
 DOCUMENTS = st.one_of(
     VALUES,
     st.fixed_dictionaries({"name": SCALARS, "stages": STAGES},
                           optional={"version": SCALARS, "seed": SCALARS, "params": VALUES, "datasets": VALUES,
+                                    "templates": st.dictionaries(NAMES, VALUES, max_size=3),
+                                    "include": st.lists(st.sampled_from(["nope.yaml", "", ".", "../x.yaml"]),
+                                                        max_size=2),
                                     "extra": VALUES}),
 )
 OVERRIDES = st.lists(st.one_of(st.text(max_size=30), st.sampled_from(
@@ -80,6 +85,8 @@ YAML_PIECES = st.sampled_from([
     "params: {x: &a [1, 2]}\n", "b: *a\n", "c: *nope\n", "<<: {a: 1}\n", "{", "}", "[", "]", ": ", "---\n",
     "!!python/object:os.system\n", "\t", "${params.x}", "'", '"', "&x ", "*x ", "? ", "- ", "#", "\n",
     "    epochs: 1e400\n", "    epochs: .nan\n", "  b: {type: load, builder: 'm:f', after: [a]}\n", "\x00",
+    "include: [other.yaml]\n", "include: fuzz.yaml\n", "templates: {t: {type: load}}\n", "    extends: t\n",
+    "    matrix: {x: [1]}\n",
 ])
 
 
