@@ -322,7 +322,8 @@ def epoch_logger(ctx, epochs: int, *, learning_rate: float | None = None):
                 lr = f" (now {learning_rate:g})" if learning_rate is not None else ""
                 raise TrainingDiverged(
                     f"stage {ctx.name!r}: the training loss became {float(loss)} at epoch {self._epoch + 1}, "
-                    f"batch {batch + 1}; the model is not saved. Try a lower learning_rate{lr}.")
+                    f"batch {batch + 1}; the model is not saved. Try a lower learning_rate{lr}, "
+                    "and check that the inputs are scaled and hold no NaN.")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {key: float(value) for key, value in (logs or {}).items()}

@@ -64,15 +64,25 @@ def shared_env() -> Environment:
     return make_env(_root)
 
 
+# What the stage that made trained() logged.
+TRAINED_LOGS: list[str] = []
+
+
 @functools.cache
-def trained() -> Artifact:
-    """small_cnn trained 6 epochs on the shared digits data."""
-    from compressflow.stages.fine_tune import FineTuneStage
+def base() -> Artifact:
+    """small_cnn (SMALL_ARGS), untrained."""
     from compressflow.stages.load import LoadStage
 
-    base = run(LoadStage(builder="compressflow.models:small_cnn", args=SMALL_ARGS), shared_env(), name="base")
+    return run(LoadStage(builder="compressflow.models:small_cnn", args=SMALL_ARGS), shared_env(), name="base")
+
+
+@functools.cache
+def trained() -> Artifact:
+    """base() trained 6 epochs on the shared digits data."""
+    from compressflow.stages.fine_tune import FineTuneStage
+
     return run(FineTuneStage(model="base", data="digits", epochs=6, learning_rate=3e-3), shared_env(),
-               {"model": base}, name="trained")
+               {"model": base()}, name="trained", logs=TRAINED_LOGS)
 
 
 @functools.cache
