@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import types
-from typing import Annotated, Any, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
 from compressflow.errors import Location, Problem, did_you_mean
-from compressflow.dsl.located import LocatedDict, key_location_of, locate_path, step, value_at
+from compressflow.dsl.located import LocatedDict, key_location_of, locate_path, value_at
+from compressflow.dsl.model_paths import fields_at, known_tags
 from compressflow.dsl.schema import NAME_RULE, PIPELINE_NAME_RULE
 
 _EXPECTED = {
@@ -24,18 +25,43 @@ _SECTION_ENTRY = {"stages": "stage", "datasets": "dataset", "params": "param"}
 _QUOTED = re.compile(r"'([^']*)'")
 
 
+@dataclass(frozen=True)
+class _Error:
+    """One pydantic error, placed in the document."""
+
+    kind: str
+    given: Any
+    ctx: dict
+    message: str
+    path: tuple  # of the deepest value that exists
+    tail: Any  # the missing key, for ``missing``
+    document: LocatedDict
+    model: type[BaseModel]
+
+    @property
+    def where(self) -> str:
+        return _where(self.path)
+
+
+# A handler gives (message, hint, location); location None means: where the value is.
+Described = tuple[str, str | None, Location | None]
+
+
 def problem_from_pydantic(error: dict, document: LocatedDict, model: type[BaseModel]) -> Problem:
     """A :class:`Problem` for one entry of ``ValidationError.errors()``."""
     kind, loc = error["type"], tuple(error["loc"])
     path, tail = _data_path(document, loc, kind)
-    if kind == "union_tag_invalid" and isinstance(locate_path(document, path + ("type",)), tuple):
+    if kind == "union_tag_invalid" and locate_path(document, path + ("type",)) is not None:
         path = path + ("type",)
-    message, hint, location = _describe(kind, error, path, tail, document, model)
+    if loc and loc[-1] == "[key]":
+        kind = "[key]"
+    found = _Error(kind, error.get("input"), error.get("ctx") or {}, str(error.get("msg", "invalid value")),
+                   path, tail, document, model)
+    message, hint, location = _HANDLERS.get(kind, _generic)(found)
     if location is None:
-        found = locate_path(document, path)
-        location = found[0] if found else None
-    shown_path = path + ((tail,) if tail is not None else ())
-    return Problem(message, location, shown_path, hint)
+        located = locate_path(document, path)
+        location = located[0] if located else None
+    return Problem(message, location, path + ((tail,) if tail is not None else ()), hint)
 
 
 def _data_path(document: Any, loc: tuple, kind: str) -> tuple[tuple, Any]:
@@ -62,67 +88,90 @@ def _data_path(document: Any, loc: tuple, kind: str) -> tuple[tuple, Any]:
     return tuple(path), None
 
 
-def _describe(kind: str, error: dict, path: tuple, tail: Any, document: LocatedDict,
-              model: type[BaseModel]) -> tuple[str, str | None, Location | None]:
-    """``(message, hint, location or None for the value's own location)``."""
-    given = error.get("input")
-    ctx = error.get("ctx") or {}
-    where = _where(path)
-    if error["loc"] and error["loc"][-1] == "[key]":
-        return _bad_name(path, given), None, key_location_of(document, path)
-    if kind == "missing":
-        if not path:
-            return f"missing required top-level key '{tail}'", None, document.location
-        return (f"missing required field '{tail}'{where}", None,
-                key_location_of(document, path) or document.location)
-    if kind == "extra_forbidden":
-        key = path[-1] if path else "?"
-        fields = _fields_at(model, path[:-1], document)
-        hint = did_you_mean(str(key), fields) if fields else None
-        if hint is None and fields:
-            hint = "known: " + ", ".join(fields)
-        if len(path) == 1:
-            return f"unknown top-level key '{key}'", hint, key_location_of(document, path)
-        return f"unknown field '{key}'{_where(path[:-1])}", hint, key_location_of(document, path)
-    if kind == "union_tag_invalid":
-        tags = _QUOTED.findall(ctx.get("expected_tags", ""))
-        tag = ctx.get("tag")
-        what = _entry_kind(path)
-        hint = did_you_mean(str(tag), tags)
-        known = "known types: " + ", ".join(sorted(tags))
-        hint = f"{hint} {known}" if hint else known
-        return f"unknown {what}type '{tag}'{where}", hint, None
-    if kind == "union_tag_not_found":
-        tags = _known_tags(model, path, document)
-        hint = ("add 'type: NAME'; known types: " + ", ".join(sorted(tags))) if tags else "add 'type: NAME'"
-        if isinstance(given, dict):
-            return (f"missing 'type'{where}: say which {_entry_kind(path)}type this is", hint,
-                    key_location_of(document, path))
-        return f"expected a mapping with a 'type'{where}, got {describe(given)}", hint, None
-    if kind == "literal_error":
-        options = _QUOTED.findall(ctx.get("expected", "")) or [ctx.get("expected", "")]
-        if path == ("version",):
-            return (f"unsupported version {describe(given)}: this compressflow reads version 1 files",
-                    None, None)
-        hint = did_you_mean(str(given), options) if isinstance(given, str) else None
-        return f"expected one of {', '.join(repr(o) for o in options)}{where}, got {describe(given)}", hint, None
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}{where}, got {describe(given)}", _type_hint(kind, given), None
-    if kind == "string_pattern_mismatch" and path == ("name",):
-        return f"invalid pipeline name {describe(given)}: {PIPELINE_NAME_RULE}", None, None
-    if kind in ("value_error", "assertion_error"):
-        text = str(error.get("msg", ""))
-        for prefix in ("Value error, ", "Assertion failed, "):
-            text = text.removeprefix(prefix)
-        # A rule about a whole stage or mapping points at its name, not at its first field.
-        found, value = value_at(document, path)
-        return f"{text}{where}", None, key_location_of(document, path) if isinstance(value, dict) else None
-    if kind == "too_short" and path == ("stages",):
+def _bad_key(e: _Error) -> Described:
+    what = _SECTION_ENTRY.get(e.path[0], "key") if len(e.path) == 2 else "key"
+    return f"invalid {what} name {describe(e.given)}: {NAME_RULE}", None, key_location_of(e.document, e.path)
+
+
+def _missing(e: _Error) -> Described:
+    if not e.path:
+        return f"missing required top-level key '{e.tail}'", None, e.document.location
+    return (f"missing required field '{e.tail}'{e.where}", None,
+            key_location_of(e.document, e.path) or e.document.location)
+
+
+def _extra(e: _Error) -> Described:
+    key = e.path[-1] if e.path else "?"
+    fields = fields_at(e.model, e.path[:-1], e.document)
+    hint = did_you_mean(str(key), fields) or ("known: " + ", ".join(fields) if fields else None)
+    where = key_location_of(e.document, e.path)
+    if len(e.path) == 1:
+        return f"unknown top-level key '{key}'", hint, where
+    return f"unknown field '{key}'{_where(e.path[:-1])}", hint, where
+
+
+def _unknown_tag(e: _Error) -> Described:
+    tags = _QUOTED.findall(e.ctx.get("expected_tags", ""))
+    tag = e.ctx.get("tag")
+    known = "known types: " + ", ".join(sorted(tags))
+    close = did_you_mean(str(tag), tags)
+    return f"unknown {_entry_kind(e.path)}type '{tag}'{e.where}", f"{close} {known}" if close else known, None
+
+
+def _missing_tag(e: _Error) -> Described:
+    tags = known_tags(e.model, e.path, e.document)
+    hint = ("add 'type: NAME'; known types: " + ", ".join(sorted(tags))) if tags else "add 'type: NAME'"
+    if isinstance(e.given, dict):
+        return (f"missing 'type'{e.where}: say which {_entry_kind(e.path)}type this is", hint,
+                key_location_of(e.document, e.path))
+    return f"expected a mapping with a 'type'{e.where}, got {describe(e.given)}", hint, None
+
+
+def _literal(e: _Error) -> Described:
+    options = _QUOTED.findall(e.ctx.get("expected", "")) or [e.ctx.get("expected", "")]
+    if e.path == ("version",):
+        return f"unsupported version {describe(e.given)}: this compressflow reads version 1 files", None, None
+    hint = did_you_mean(e.given, options) if isinstance(e.given, str) else None
+    return f"expected one of {', '.join(map(repr, options))}{e.where}, got {describe(e.given)}", hint, None
+
+
+def _wrong_type(e: _Error) -> Described:
+    return f"expected {_EXPECTED[e.kind]}{e.where}, got {describe(e.given)}", _type_hint(e.kind, e.given), None
+
+
+def _pattern(e: _Error) -> Described:
+    if e.path == ("name",):
+        return f"invalid pipeline name {describe(e.given)}: {PIPELINE_NAME_RULE}", None, None
+    return _generic(e)
+
+
+def _rule(e: _Error) -> Described:
+    text = e.message
+    for prefix in ("Value error, ", "Assertion failed, "):
+        text = text.removeprefix(prefix)
+    # A rule about a whole stage or mapping points at its name, not at its first field.
+    value = value_at(e.document, e.path)[1]
+    return f"{text}{e.where}", None, key_location_of(e.document, e.path) if isinstance(value, dict) else None
+
+
+def _too_short(e: _Error) -> Described:
+    if e.path == ("stages",):
         return "a pipeline needs at least one stage under 'stages'", None, None
-    text = str(error.get("msg", "invalid value"))
+    return _generic(e)
+
+
+def _generic(e: _Error) -> Described:
+    text = e.message
     text = "must be " + text[len("Input should be "):] if text.startswith("Input should be ") else text
-    text = text[:1].lower() + text[1:]
-    return f"{text}{where}, got {describe(given)}", None, None
+    return f"{text[:1].lower() + text[1:]}{e.where}, got {describe(e.given)}", None, None
+
+
+_HANDLERS = {
+    "[key]": _bad_key, "missing": _missing, "extra_forbidden": _extra, "union_tag_invalid": _unknown_tag,
+    "union_tag_not_found": _missing_tag, "literal_error": _literal, "string_pattern_mismatch": _pattern,
+    "value_error": _rule, "assertion_error": _rule, "too_short": _too_short,
+    **{kind: _wrong_type for kind in _EXPECTED},
+}
 
 
 def _where(path: tuple) -> str:
@@ -138,11 +187,6 @@ def _entry_kind(path: tuple) -> str:
     if len(path) == 2 and path[0] in ("stages", "datasets"):
         return _SECTION_ENTRY[path[0]] + " "
     return ""
-
-
-def _bad_name(path: tuple, given: Any) -> str:
-    what = _SECTION_ENTRY.get(path[0], "key") if len(path) == 2 else "key"
-    return f"invalid {what} name {describe(given)}: {NAME_RULE}"
 
 
 def _type_hint(kind: str, given: Any) -> str | None:
@@ -179,80 +223,3 @@ def describe(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
-
-
-# --------------------------------------------------------------------------- the model at a path
-
-
-def _flatten(annotation: Any) -> list[Any]:
-    """The concrete types a (possibly Annotated / Optional / Union) annotation allows."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _flatten(get_args(annotation)[0])
-    if origin is Union or origin is types.UnionType:
-        return [t for arg in get_args(annotation) for t in _flatten(arg)]
-    return [annotation]
-
-
-def _narrow(annotation: Any, data: Any) -> Any:
-    """The one type of ``annotation`` that applies to ``data`` (a model chosen by ``type``)."""
-    candidates = [t for t in _flatten(annotation) if t is not type(None)]
-    if isinstance(data, dict):
-        models = [t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)]
-        tagged = [m for m in models if "type" in m.model_fields
-                  and m.model_fields["type"].default == data.get("type")]
-        if len(tagged) == 1:
-            return tagged[0]
-        if len(models) == 1:
-            return models[0]
-        mappings = [t for t in candidates if get_origin(t) is dict]
-        return mappings[0] if mappings else None
-    if isinstance(data, list):
-        sequences = [t for t in candidates if get_origin(t) in (list, tuple)]
-        return sequences[0] if sequences else None
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def _type_at(model: type[BaseModel], path: tuple, document: Any) -> Any:
-    current_type: Any = model
-    data = document
-    for part in path:
-        current_type = _narrow(current_type, data)
-        if current_type is None:
-            return None
-        if isinstance(current_type, type) and issubclass(current_type, BaseModel):
-            field = current_type.model_fields.get(part)
-            if field is None:
-                return None
-            current_type = field.annotation
-        elif get_origin(current_type) is dict:
-            current_type = get_args(current_type)[1]
-        elif get_origin(current_type) is list:
-            current_type = get_args(current_type)[0]
-        elif get_origin(current_type) is tuple:
-            args = get_args(current_type)
-            current_type = args[0] if args else Any
-        else:
-            return None
-        data = step(data, part)[1]
-    return _narrow(current_type, data)
-
-
-def _fields_at(model: type[BaseModel], path: tuple, document: Any) -> list[str]:
-    found = _type_at(model, path, document)
-    if isinstance(found, type) and issubclass(found, BaseModel):
-        return list(found.model_fields)
-    return []
-
-
-def _known_tags(model: type[BaseModel], path: tuple, document: Any) -> list[str]:
-    parent = _type_at(model, path[:-1], document) if path else None
-    annotation = None
-    if isinstance(parent, type) and issubclass(parent, BaseModel) and path[-1] in parent.model_fields:
-        annotation = parent.model_fields[path[-1]].annotation
-    elif get_origin(parent) is dict:
-        annotation = get_args(parent)[1]
-    if annotation is None:
-        return []
-    return [m.model_fields["type"].default for m in _flatten(annotation)
-            if isinstance(m, type) and issubclass(m, BaseModel) and "type" in m.model_fields]
