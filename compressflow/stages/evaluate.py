@@ -38,6 +38,9 @@ class Requirements(BaseModel):
                                             description="Largest accuracy loss against the baseline (0.01 = 1 point).")
     min_compression: float | None = Field(None, gt=0.0, description="Smallest gzip-size ratio baseline / model.")
     max_latency_ms: float | None = Field(None, gt=0.0, description="Largest median latency per sample, in ms.")
+    models: list[str] | None = Field(
+        None, description="Models the gates apply to (default: every model but the baseline).",
+        examples=[["int8"]])
 
 
 class LatencyOptions(BaseModel):
@@ -85,6 +88,9 @@ class EvaluateStage(Stage):
         if self.require is not None and self.baseline is None and (
                 self.require.max_accuracy_drop is not None or self.require.min_compression is not None):
             raise ValueError("'require' against a baseline needs 'baseline'")
+        unknown = [name for name in (self.require.models or []) if name not in self.models] if self.require else []
+        if unknown:
+            raise ValueError(f"'require.models' names {', '.join(map(repr, unknown))}, not in 'models'")
         if self.require is not None and self.require.max_latency_ms is not None and self.latency is None:
             raise ValueError("'require.max_latency_ms' needs latency measured ('latency' is null)")
         return self

@@ -6,11 +6,15 @@ from typing import Any
 
 
 def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str | None) -> list[str]:
-    """One message per (model, requirement) that is not met; every non-baseline model is checked."""
+    """One message per (model, requirement) that is not met.
+
+    The models checked are ``require.models``, or every model but the baseline.
+    """
     problems = []
     base = models.get(baseline) if baseline is not None else None
+    gated = require.models if require.models is not None else [name for name in models if name != baseline]
     for name, metrics in models.items():
-        if name == baseline:
+        if name not in gated:
             continue
         if require.max_accuracy_drop is not None and base is not None:
             drop = base["accuracy"] - metrics["accuracy"]

@@ -22,7 +22,7 @@ from compressflow.stages.options import TrainingOptions
 from compressflow.stages.registry import register_stage
 
 METHODS_NEEDING_DATA = ("qat", "int8", "int16x8")
-# Methods whose output would not be what they name when the input is a QAT model.
+# Methods a QAT model cannot be converted with: float16 silently gives int8, int16x8 fails.
 METHODS_REFUSING_QAT = ("float16", "int16x8")
 TFLITE_FILE = "model.tflite"
 
@@ -85,8 +85,9 @@ class QuantizeStage(TrainingOptions, Stage):
                               "convert it with a post-training method (dynamic or int8)")
         if from_qat and self.method in METHODS_REFUSING_QAT:
             raise StageFailed(
-                f"{source.stage!r} is a quantization-aware model: it carries int8 ranges, and the converter "
-                f"gives an int8 model whatever {self.method!r} asks; use method dynamic or int8")
+                f"{source.stage!r} is a quantization-aware model: it carries int8 ranges and converts to int8 "
+                "only (the converter turns a float16 request into int8 and cannot do int16x8 of it); "
+                "use method dynamic or int8")
         seed_everything(ctx.seed)
         model = keras_artifacts.load_keras_artifact(source)
         if self.method == "qat":

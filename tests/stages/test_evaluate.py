@@ -131,6 +131,8 @@ def test_config_rules():
         EvaluateStage(models=["a"], data="d", latency=None, require={"max_latency_ms": 5})
     with pytest.raises(ValidationError):
         EvaluateStage(models=["a"], data="d", top_k=[0])
+    with pytest.raises(ValidationError, match="'require.models' names 'c', not in 'models'"):
+        EvaluateStage(models=["a", "b"], baseline="a", data="d", require={"min_compression": 2, "models": ["c"]})
 
 
 def _metrics(accuracy, gzip_bytes, latency, **extra):
@@ -151,6 +153,10 @@ def test_gates_and_table_without_tensorflow():
         "min_compression asks for at least 12x",
         "model 'small': median latency 0.100 ms per sample is above max_latency_ms 0.05 ms",
     ]
+    models["keras"] = _metrics(0.98, 30_000, 0.3, accuracy_delta=0.0, gzip_compression=0.37, speedup=0.7)
+    assert len(unmet_requirements(Requirements(min_compression=10), models, "base")) == 1
+    assert unmet_requirements(Requirements(min_compression=10, models=["small"]), models, "base") == []
+    del models["keras"]
     table = format_table(models, "base").splitlines()
     assert len({len(line) for line in table[:2]}) == 1  # header and rule are aligned
     assert table[3].split() == ["small", "tflite", "0.9600", "-2.00", "pt", "10", "50.0%", "1000", "B",

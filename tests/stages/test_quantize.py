@@ -119,22 +119,37 @@ def test_tflite_input_is_refused_with_a_clear_message(float_artifact, env, run_s
         run_stage(QuantizeStage(model="as_tflite", method="dynamic"), env, {"model": converted})
 
 
+@pytest.fixture(scope="module")
+def qat_output(inputs_by_scheme, env, tmp_path_factory):
+    """QAT (1 epoch) of a scheme on the input meant for ``source`` (default: the scheme's own), run once."""
+    directory = tmp_path_factory.mktemp("qat")
+    done: dict[tuple[str, str], Artifact] = {}
+
+    def get(scheme: str, source: str | None = None) -> Artifact:
+        source = source or scheme
+        if (scheme, source) not in done:
+            artifact = inputs_by_scheme[source]
+            stage = QuantizeStage(model=artifact.stage, method="qat", scheme=scheme, data="digits", epochs=1,
+                                  batch_size=64, learning_rate=1e-4)
+            done[scheme, source] = tiny.run_into(stage, env, {"model": artifact}, f"qat_{scheme}_{source}",
+                                                 directory)
+        return done[scheme, source]
+
+    return get
+
+
 @pytest.mark.tf
 @pytest.mark.parametrize("scheme", ["default", "prune_preserving", "cluster_preserving", "prune_cluster_preserving"])
-def test_qat_scheme_gives_a_loadable_keras_model_that_keeps_what_it_preserves(
-        scheme, inputs_by_scheme, env, run_stage):
+def test_qat_scheme_gives_a_loadable_keras_model_that_keeps_what_it_preserves(scheme, qat_output, env):
     from compressflow.stages.keras_artifacts import load_keras_artifact
 
-    source = inputs_by_scheme[scheme]
-    stage = QuantizeStage(model=source.stage, method="qat", scheme=scheme, data="digits", epochs=1,
-                          learning_rate=1e-4)
-    out = run_stage(stage, env, {"model": source})
-
-    assert out.kind == "keras_model" and out.meta["qat"] is True and out.meta["scheme"] == scheme
+    out = qat_output(scheme)
+    assert out.kind == "keras_model" and out.file().name == "model.h5"
+    assert out.meta["qat"] is True and out.meta["scheme"] == scheme
     model = load_keras_artifact(out)
     splits = tiny.digits(env)
     accuracy = float(np.mean(model.predict(splits.x_val, verbose=0).argmax(1) == splits.y_val))
-    assert accuracy > 0.6
+    assert accuracy > 0.6 and accuracy == pytest.approx(out.meta["val_accuracy"], abs=1e-6)
     if "prune" in scheme:
         assert tiny.kernel_sparsity(model) == pytest.approx(PRUNE_TARGET, abs=0.01)
     if "cluster" in scheme:
@@ -148,28 +163,16 @@ def test_qat_scheme_gives_a_loadable_keras_model_that_keeps_what_it_preserves(
 
 
 @pytest.mark.tf
-def test_prune_preserving_keeps_more_zeros_than_default_qat(inputs_by_scheme, env, run_stage):
+def test_default_qat_of_a_pruned_model_loses_its_zeros(qat_output):
     from compressflow.stages.keras_artifacts import load_keras_artifact
 
-    source = inputs_by_scheme["prune_preserving"]
-    stage = QuantizeStage(model="pruned", method="qat", scheme="default", data="digits", epochs=1)
-    plain = load_keras_artifact(run_stage(stage, env, {"model": source}))
+    plain = load_keras_artifact(qat_output("default", "prune_preserving"))
     assert tiny.kernel_sparsity(plain) < PRUNE_TARGET - 0.2
 
 
-@pytest.fixture(scope="module")
-def qat_artifact(inputs_by_scheme, env, tmp_path_factory) -> Artifact:
-    from compressflow.stages.base import StageContext
-
-    out_dir = tmp_path_factory.mktemp("qat")
-    stage = QuantizeStage(model="pruned", method="qat", scheme="prune_preserving", data="digits", epochs=1)
-    stage.run(StageContext(name="qat", seed=1, out_dir=out_dir, env=env,
-                           inputs={"model": inputs_by_scheme["prune_preserving"]}))
-    return Artifact.read("qat", "1" * 64, out_dir)
-
-
 @pytest.mark.tf
-def test_qat_model_converted_by_a_following_stage_is_int8(qat_artifact, env, run_stage):
+def test_qat_model_converted_by_a_following_stage_is_int8(qat_output, env, run_stage):
+    qat_artifact = qat_output("prune_preserving")
     out = run_stage(QuantizeStage(model="qat", method="dynamic"), env, {"model": qat_artifact})
     assert out.meta["from_qat"] is True
     assert set(out.meta["weight_dtypes"]) == {"int8", "int32"}
@@ -188,9 +191,11 @@ def test_qat_model_converted_by_a_following_stage_is_int8(qat_artifact, env, run
 
 
 @pytest.mark.tf
-def test_float16_of_a_qat_model_is_refused(qat_artifact, env, run_stage):
+@pytest.mark.parametrize("method", ["float16", "int16x8", "qat"])
+def test_qat_model_is_not_converted_to_float16_int16x8_or_trained_again(method, qat_output, env, run_stage):
+    stage = QuantizeStage(model="qat", method=method, data="digits")
     with pytest.raises(StageFailed, match="quantization-aware model"):
-        run_stage(QuantizeStage(model="qat", method="float16"), env, {"model": qat_artifact})
+        run_stage(stage, env, {"model": qat_output("prune_preserving")})
 
 
 def test_config_rules():
