@@ -239,9 +239,9 @@ class Builder:
             return self._text(text)
         if tag == NULL:
             return None
-        if tag == BOOL:
-            return _SCALARS.construct_yaml_bool(ScalarNode(tag, text))
         try:
+            if tag == BOOL:
+                return _SCALARS.construct_yaml_bool(ScalarNode(tag, text))
             if tag == INT:
                 value = _SCALARS.construct_yaml_int(ScalarNode(tag, text))
                 if MIN_INT <= value <= MAX_INT:
@@ -251,18 +251,18 @@ class Builder:
                 return None
             if tag == FLOAT:
                 return _SCALARS.construct_yaml_float(ScalarNode(tag, text))
-        except ValueError:  # e.g. more digits than int() accepts
-            self._invalid(f"{'integer' if tag == INT else 'number'} {_clip(text)} is out of range or malformed",
-                          location, _path(stack))
+        except (ValueError, KeyError, IndexError):  # e.g. `!!int ""`, `!!bool maybe`, 5000 digits
+            what = {INT: "integer", FLOAT: "number", BOOL: "boolean"}[tag]
+            self._invalid(f"{what} '{_clip(text)}' is out of range or malformed", location, _path(stack))
             return None
         self._invalid(_tag_message(tag), location, _path(stack))
         return None
 
 
+# Plain scalars repeat a lot (`type: prune`, `data: digits`): their tags are cached.
 _resolved: dict[str, str] = {}
 
-
-# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as strings: `1e-3`, `1E5`, `5.` are numbers.
+# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as strings: `1e-3`, `2E5`.
 _FLOAT_12 = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 

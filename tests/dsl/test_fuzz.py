@@ -86,7 +86,8 @@ YAML_PIECES = st.sampled_from([
     "!!python/object:os.system\n", "\t", "${params.x}", "'", '"', "&x ", "*x ", "? ", "- ", "#", "\n",
     "    epochs: 1e400\n", "    epochs: .nan\n", "  b: {type: load, builder: 'm:f', after: [a]}\n", "\x00",
     "include: [other.yaml]\n", "include: fuzz.yaml\n", "templates: {t: {type: load}}\n", "    extends: t\n",
-    "    matrix: {x: [1]}\n",
+    "    matrix: {x: [1]}\n", "!!bool ", "!!int ", "!!float ", "!!null ", "!!str ", "!!timestamp ", "!!merge ",
+    "!!seq ", "!!map ", "!!binary ", "maybe", "0x1G", "1:30", "''",
 ])
 
 

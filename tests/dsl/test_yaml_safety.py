@@ -58,6 +58,13 @@ def test_standard_explicit_tags_are_accepted(write):
     assert pipeline.stages["a"].epochs == 4
 
 
+@pytest.mark.parametrize("value", ["!!bool maybe", "!!int ''", "!!int abc", "!!float abc", "!!int 0x"])
+def test_standard_tags_with_values_they_do_not_fit(problems_of, value):
+    problem = only(problems_of(HEAD + STAGE + f"    epochs: {value}\n"))
+    assert "out of range or malformed" in problem.message
+    assert problem.location.line == 13
+
+
 def test_duplicate_key_names_both_lines(problems_of):
     problem = only(problems_of(HEAD + STAGE + "    epochs: 1\n    epochs: 2\n"))
     assert "duplicate key 'epochs'" in problem.message
