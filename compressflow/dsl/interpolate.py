@@ -17,7 +17,7 @@ from typing import Any
 
 from compressflow.errors import Location, Problem, did_you_mean
 from compressflow.dsl.problems import Problems
-from compressflow.dsl.limits import MAX_VALUES
+from compressflow.dsl.limits import MAX_INTERPOLATED_CHARACTERS, MAX_VALUES
 from compressflow.dsl.located import LocatedDict, LocatedList, copy_located, count_values, entries
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -29,8 +29,11 @@ SECTIONS = ("datasets", "stages")
 
 
 class _Budget:
+    """What interpolation may still add: values (whole params) and characters (params in text)."""
+
     def __init__(self) -> None:
-        self.remaining = MAX_VALUES
+        self.values = MAX_VALUES
+        self.characters = MAX_INTERPOLATED_CHARACTERS
 
 
 def interpolate(document: LocatedDict, problems: Problems) -> None:
@@ -51,7 +54,7 @@ def _unescape_params(container: Any, path: tuple, problems: Problems) -> None:
         return
     for key, value, location in list(entries(container)):
         if isinstance(value, str) and "$" in value:
-            text = _expand(value, location, path + (key,), None, problems)
+            text = _expand(value, location, path + (key,), None, problems, _Budget())
             if text is not None:
                 _set(container, key, text, location, container.note(key))
         else:
@@ -76,22 +79,21 @@ def _resolve_string(container, key, text: str, location: Location, path: tuple, 
         if found is None:
             return
         value, param_path, param_location = found
-        size = count_values(value)
-        budget.remaining -= size
-        if budget.remaining < 0:
+        budget.values -= count_values(value)
+        if budget.values < 0:
             problems.invalid(Problem(f"params expand the document to more than {MAX_VALUES:,} values",
                                     location, path))
             return
         note = f"the value comes from {param_path} ({param_location})"
         _set(container, key, copy_located(value), location, note)
         return
-    expanded = _expand(text, location, path, params, problems)
+    expanded = _expand(text, location, path, params, problems, budget)
     if expanded is not None and expanded != text:
         _set(container, key, expanded, location, None)
 
 
 def _expand(text: str, location: Location, path: tuple, params: LocatedDict | None,
-            problems: Problems) -> str | None:
+            problems: Problems, budget: _Budget) -> str | None:
     """Format every ``${...}`` of ``text``; ``params=None`` means references are not allowed here."""
     out: list[str] = []
     position = 0
@@ -113,7 +115,14 @@ def _expand(text: str, location: Location, path: tuple, params: LocatedDict | No
             found = _lookup(match.group(1), params, location, path, problems)
             if found is None:
                 return None
-            out.append(_format(found[0]))
+            formatted = _format(found[0])
+            budget.characters -= len(formatted)
+            if budget.characters < 0:
+                problems.invalid(Problem(
+                    f"params expand the document's text to more than {MAX_INTERPOLATED_CHARACTERS:,} characters",
+                    location, path))
+                return None
+            out.append(formatted)
     out.append(text[position:])
     return "".join(out)
 

@@ -14,6 +14,9 @@ MAX_NODES = 500_000
 #: Most values a document may expand to once aliases and ``${params.x}`` are resolved.
 MAX_VALUES = 1_000_000
 
+#: Most characters that params formatted into text (``out/${params.name}.tflite``) may add.
+MAX_INTERPOLATED_CHARACTERS = 10_000_000
+
 #: Most values that aliases alone may add (an "alias bomb" adds billions).
 MAX_ALIAS_VALUES = 100_000
 

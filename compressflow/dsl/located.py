@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from compressflow.errors import Location, Problem
-from compressflow.dsl.limits import MAX_DEPTH
+from compressflow.dsl.limits import MAX_DEPTH, MAX_INT, MIN_INT
 
 
 class LocatedDict(dict):
@@ -210,7 +210,7 @@ def from_plain(value: Any, location: Location, problems: list[Problem],
 
     Every value gets ``location``. Tuples become lists. Anything that YAML could not
     have produced (objects, non-string keys) is reported in ``problems`` and left
-    out; NaN and huge numbers are checked later, like those from YAML.
+    out, and so are integers beyond 64 bits; NaN is checked later, like NaN from YAML.
     """
     if depth > MAX_DEPTH:
         problems.append(Problem(f"values are nested more than {MAX_DEPTH} levels deep", location, path))
@@ -231,6 +231,9 @@ def from_plain(value: Any, location: Location, problems: list[Problem],
         return out_list
     if isinstance(value, str) and not _encodable(value):
         problems.append(Problem("text holds an invalid character (an unpaired surrogate)", location, path))
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
+        problems.append(Problem("integer is out of range (integers must fit in 64 bits)", location, path))
         return None
     if isinstance(value, _PLAIN_SCALARS):
         return value

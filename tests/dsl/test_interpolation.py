@@ -152,3 +152,23 @@ def test_reference_to_a_stage_through_a_param(write):
 def test_type_through_a_param(write):
     text = pipeline_text("kind: fine_tune", "epochs: 1").replace("type: fine_tune", "type: ${params.kind}")
     assert load_pipeline(write(text)).stages["s"].kind == "fine_tune"
+
+
+def test_params_cannot_blow_up_the_text(problems_of):
+    big = "x" * 200_000
+    problem = only(problems_of(pipeline_text(f"big: {big}", "description: '" + "${params.big}" * 51 + "'")))
+    assert "more than 10,000,000 characters" in problem.message
+    assert problem.location.line == 12
+
+
+def test_params_cannot_blow_up_the_values(problems_of, monkeypatch):
+    import compressflow.dsl.interpolate as interpolate
+
+    monkeypatch.setattr(interpolate, "MAX_VALUES", 1_000)  # the real bound is 1,000,000: slow to reach
+    stages = "".join(f"  s{i}: {{type: evaluate, models: [m], data: digits, top_k: '${{params.many}}'}}\n"
+                     for i in range(3))
+    text = ("name: t\nparams:\n  many: [" + ", ".join(["1"] * 400) + "]\n"
+            "datasets:\n  digits: {type: sklearn_digits}\nstages:\n  m: {type: load, builder: 'm:f'}\n" + stages)
+    problem = only(problems_of(text))
+    assert "more than 1,000 values" in problem.message
+    assert problem.path == ("stages", "s2", "top_k")
