@@ -8,6 +8,7 @@ checks them like any field). Problems are located at ``<--set KEY>:1:1``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -72,11 +73,14 @@ def parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None,
     return parsed
 
 
-def params_file_overrides(files: Iterable[str | Path] | None, problems: list[Problem]) -> list[Override]:
+def params_file_overrides(files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None,
+                          problems: list[Problem]) -> list[Override]:
     """Each top-level entry of each file overrides ``params.<entry>``."""
     parsed: list[Override] = []
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
     for file in files or ():
-        if not isinstance(file, (str, Path)):
+        if not isinstance(file, (str, os.PathLike)):
             problems.append(Problem(f"a params file is a path, got {file!r}"))
             continue
         try:

@@ -123,6 +123,11 @@ def test_params_file(design_path, write):
     assert pipeline.location_of(("params", "sparsity")) == Location(str(params), 1, 11)
 
 
+def test_a_single_params_file_may_be_given_without_a_list(design_path, write):
+    params = write("sparsity: 0.6\n", "params.yaml")
+    assert load_pipeline(design_path, params_files=str(params)).params == {"sparsity": 0.6}
+
+
 def test_set_wins_over_params_file(design_path, write):
     params = write("sparsity: 0.6\n", "params.yaml")
     pipeline = load_pipeline(design_path, params_files=[params], overrides=["params.sparsity=0.7"])
