@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
@@ -41,6 +42,9 @@ class DistillStage(TrainingOptions, Stage):
         splits = load_splits(ctx.dataset(self.data), ctx.env)
         tfutil.check_data_fits(teacher, splits, self.data)
         tfutil.check_data_fits(student, splits, self.data)
+        if teacher.output_shape[-1] != student.output_shape[-1]:
+            raise StageFailed(f"teacher {ctx.input('teacher').stage!r} has {teacher.output_shape[-1]} outputs but "
+                              f"student {ctx.input('student').stage!r} has {student.output_shape[-1]}")
         teacher_logits = (tfutil.outputs_logits(teacher) if self.teacher_outputs == "auto"
                           else self.teacher_outputs == "logits")
         student_logits = tfutil.outputs_logits(student)

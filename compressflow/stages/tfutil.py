@@ -147,9 +147,14 @@ def load_input_model(ctx, field: str = "model"):
 
 
 def model_has_code(model) -> bool:
-    """Whether a model holds layers whose saved form carries Python code (Lambda)."""
+    """Whether a model's saved form needs code from outside tf-keras to load.
+
+    True for Lambda layers (their bytecode is saved) and for layer classes defined
+    elsewhere (loading imports the module they were defined in).
+    """
     k = keras()
-    return any(isinstance(layer, k.layers.Lambda) for layer in iter_layers(model))
+    return any(isinstance(layer, k.layers.Lambda) or type(layer).__module__.split(".")[0] not in ("tf_keras", "keras")
+               for layer in [model, *iter_layers(model)])
 
 
 def save_keras_model(model, ctx, **meta: Any) -> None:

@@ -257,3 +257,26 @@ def test_fingerprint_hashes_without_importing_tensorflow_or_the_builder(tmp_path
     (package / "nets.py").write_text("def build():\n    return None\n")
     second = fingerprints()["prints"]
     assert second[0] != path_print and second[1] != user_print and second[2] == builtin_print
+
+
+@pytest.mark.tf
+def test_builder_with_its_own_layer_class_marks_the_output_trusted(tmp_path, monkeypatch):
+    from compressflow.stages.tfutil import load_artifact_model
+
+    (tmp_path / "own_layers.py").write_text(textwrap.dedent("""
+        import tf_keras as keras
+
+        @keras.saving.register_keras_serializable(package="own")
+        class Scale(keras.layers.Layer):
+            def call(self, inputs):
+                return inputs * 0.5
+
+        def build():
+            inputs = keras.Input((8, 8, 1))
+            x = keras.layers.Flatten()(Scale(name="half")(inputs))
+            return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    artifact = run(LoadStage(builder="own_layers:build"), _env(tmp_path))
+    assert artifact.meta["trusted"] is True  # the user's own code: later stages may import it to load
+    assert "half" in [layer.name for layer in load_artifact_model(artifact).layers]
