@@ -63,9 +63,13 @@ def _unescape_params(container: Any, path: tuple, problems: Problems) -> None:
 
 def _resolve_container(container: LocatedDict | LocatedList, path: tuple, params: LocatedDict,
                        problems: Problems, budget: _Budget) -> None:
-    for key, value, location in list(entries(container)):
+    keys = list(container) if isinstance(container, LocatedDict) else range(len(container))
+    for key in keys:
+        value = container[key]
         if isinstance(value, str):
             if "$" in value:
+                location = (container.value_location(key) if isinstance(container, LocatedDict)
+                            else container.item_location(key))
                 _resolve_string(container, key, value, location, path + (key,), params, problems, budget)
         elif isinstance(value, (LocatedDict, LocatedList)):
             _resolve_container(value, path + (key,), params, problems, budget)

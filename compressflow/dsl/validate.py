@@ -18,7 +18,7 @@ from compressflow.errors import Problem
 from compressflow.dsl.problems import Problems
 from compressflow.dsl.errors_text import problem_from_pydantic
 from compressflow.dsl.limits import MAX_INT, MIN_INT
-from compressflow.dsl.located import LocatedDict, LocatedList, entries
+from compressflow.dsl.located import LocatedDict, LocatedList
 from compressflow.dsl.schema import pipeline_model
 
 #: Parts of the document whose numbers must be finite (params only matter where used).
@@ -44,6 +44,7 @@ def validate_document(document: LocatedDict, problems: Problems) -> BaseModel | 
 
 
 def _number_problems(document: LocatedDict):
+    """``(problem, container, key)`` for every NaN, infinity or out-of-range integer."""
     for section in CHECKED_SECTIONS:
         if section not in document:
             continue
@@ -51,17 +52,22 @@ def _number_problems(document: LocatedDict):
         while stack:
             container, key, path = stack.pop()
             value = container[key]
-            if isinstance(value, (LocatedDict, LocatedList)):
-                stack.extend((value, child, path + (child,)) for child, _, _ in entries(value))
-                continue
-            location = (container.value_location(key) if isinstance(container, LocatedDict)
-                        else container.item_location(key))
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, dict):
+                stack.extend((value, child, path + (child,)) for child in value)
+            elif isinstance(value, list):
+                stack.extend((value, index, path + (index,)) for index in range(len(value)))
+            elif isinstance(value, float) and not math.isfinite(value):
                 yield Problem(f"{_float_name(value)} is not allowed here; write a finite number",
-                              location, path), container, key
+                              _location(container, key), path), container, key
             elif isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
                 yield Problem(f"integer {_int_text(value)} is out of range (integers must fit in 64 bits)",
-                              location, path), container, key
+                              _location(container, key), path), container, key
+
+
+def _location(container: LocatedDict | LocatedList, key):
+    if isinstance(container, LocatedDict):
+        return container.value_location(key)
+    return container.item_location(key)
 
 
 def _float_name(value: float) -> str:
