@@ -52,8 +52,8 @@ class ClusterStage(LayerSelection, TrainingOptions, Stage):
         sparsity = tfutil.overall_sparsity(stats)
         ctx.log("unique weights " + ", ".join(f"{name} {count}" for name, count in unique.items())
                 + f"; sparsity {sparsity:.4f}; val_accuracy {final.get('val_accuracy', float('nan')):.4f}")
-        ctx.write_json("metrics.json", {**final, "unique_weights": unique, "number_of_clusters": self.number_of_clusters,
-                                        "sparsity": sparsity, "skipped": skipped,
+        ctx.write_json("metrics.json", {**final, "unique_weights": unique, "sparsity": sparsity,
+                                        "number_of_clusters": self.number_of_clusters, "skipped": skipped,
                                         "epochs_run": training["epochs_run"], "history": training["history"],
                                         "kernels": stats})
         tfutil.save_keras_model(stripped, ctx, unique_weights=unique, sparsity=sparsity,

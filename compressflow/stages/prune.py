@@ -72,12 +72,14 @@ class PruneStage(LayerSelection, TrainingOptions, Stage):
     model: StageName
     data: DatasetName
     schedule: Schedule | None = Field(None, description="Sparsity schedule (not with `sparsity_m_by_n`).")
-    block_size: tuple[int, int] | None = Field(None, description="Prune blocks of this shape, e.g. [1, 4].")
+    block_size: tuple[int, int] | None = Field(
+        None, description="Prune whole blocks of [inputs, outputs] weights, e.g. [1, 4]; Dense (2-D) kernels only.")
     sparsity_m_by_n: tuple[int, int] | None = Field(
         None, description="m zeros in every n consecutive weights along the input-channel axis (tfmot's "
-                          "convention), e.g. [2, 4]; Conv2D and Dense layers whose input channels are a multiple of n.")
+                          "convention), e.g. [2, 4]; Conv2D and Dense layers whose input channels are a "
+                          "multiple of n.")
     epochs: int = Field(3, ge=1, le=100_000,
-                        description="Fine-tuning epochs while pruning (at least 1: masks are updated by training steps).")
+                        description="Fine-tuning epochs while pruning (at least 1: training steps update the masks).")
 
     @model_validator(mode="after")
     def _schedule_or_m_by_n(self):
@@ -89,6 +91,8 @@ class PruneStage(LayerSelection, TrainingOptions, Stage):
                 raise ValueError("sparsity_m_by_n must be [m, n] with 0 < m < n, e.g. [2, 4]")
             if self.block_size is not None:
                 raise ValueError("block_size does not go with sparsity_m_by_n")
+        if self.block_size is not None and min(self.block_size) < 1:
+            raise ValueError("block_size must be two positive integers, e.g. [1, 4]")
         if self.early_stopping is not None:
             raise ValueError("early_stopping does not go with prune: the schedule must run to its end")
         return self

@@ -5,6 +5,7 @@ Import this module only from inside a stage's ``run``: most functions import Ten
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -79,7 +80,8 @@ def is_known_keras_class(class_name: str, module: str | None, registered_name: s
     return class_name in _builtin_layer_names()
 
 
-def _builtin_layer_names() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _builtin_layer_names() -> frozenset[str]:
     k = keras()
     try:
         from tf_keras.src.layers import serialization
@@ -89,7 +91,7 @@ def _builtin_layer_names() -> set[str]:
     except (ImportError, AttributeError):  # pragma: no cover - private table moved
         names = set()
     names.update(n for n in dir(k.layers) if isinstance(getattr(k.layers, n), type))
-    return names | {"Functional", "Sequential", "Model"}
+    return frozenset(names | {"Functional", "Sequential", "Model"})
 
 
 def check_model_file(path: Path, *, trust: bool = False, opt_in: str = "set `trust: true` on the load stage") -> str:
@@ -105,7 +107,8 @@ def load_keras_model(path: Path, *, trust: bool = False, custom_objects: dict | 
 
     Unless ``trust``, the stored config is inspected first and a file that would run
     code (Lambda layers, unregistered custom objects) raises ``UnsafeModelError``, whose
-    message ends with ``opt_in`` (how to allow it). A missing, truncated or corrupt file raises ``ModelFileError`` naming it.
+    message ends with ``opt_in`` (how to allow it). A missing, truncated or corrupt file
+    raises ``ModelFileError`` naming it.
     """
     from compressflow.models.safety import ModelFileError
 

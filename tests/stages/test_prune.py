@@ -49,7 +49,8 @@ def test_polynomial_decay_over_selected_layers_ends_when_asked():
     artifact = chain.run(stage, chain.shared_env(), {"model": chain.trained()})
     metrics, kernels = artifact.metrics(), chain.kernels(chain.load(artifact))
     assert set(metrics["layers"]) == {"conv2", "dense1"}
-    assert metrics["skipped"] == {"conv1": "not selected by include/exclude", "probs": "not selected by include/exclude"}
+    unselected = "not selected by include/exclude"
+    assert metrics["skipped"] == {"conv1": unselected, "probs": unselected}
     assert abs(metrics["sparsity"] - 0.6) <= 0.01
     assert _sparsity(kernels["conv1"]) == 0 and _sparsity(kernels["probs"]) == 0
     steps_per_epoch = metrics["schedule"]["total_steps"] // 2
