@@ -138,3 +138,16 @@ def test_plugin_stage_types_take_part(write):
     """))
     assert isinstance(pipeline.stages["b"], DslTestDouble)
     assert pipeline.dependencies("b") == ["a"]
+
+
+def test_garbage_collection_is_back_on_after_loading(write):
+    import gc
+
+    from compressflow.errors import PipelineError
+
+    assert gc.isenabled()
+    load_pipeline(write("name: t\nstages:\n  a: {type: load, builder: 'm:f'}\n"))
+    assert gc.isenabled()
+    with pytest.raises(PipelineError):
+        load_pipeline(write("name: t\nstages:\n  a: {type: lod}\n"))
+    assert gc.isenabled()
