@@ -4,6 +4,14 @@
 
     from compressflow.dsl import load_pipeline
     pipeline = load_pipeline("digits.yaml", overrides=["params.sparsity=0.9"])
+    pipeline.stages["pruned"].epochs            # a validated stage config
+    pipeline.location_of(("stages", "pruned", "epochs"))   # digits.yaml:30:13
+    pipeline.dependencies("check")              # ["trained", "pruned", "int8"]
+
+Invalid input raises :class:`compressflow.errors.PipelineError` with every problem found.
+:func:`pipeline_model` is the pydantic model of the format (stages and datasets as
+discriminated unions over the registered types); :func:`pipeline_json_schema` its
+JSON Schema for editors.
 """
 
 from compressflow.dsl.json_schema import pipeline_json_schema
