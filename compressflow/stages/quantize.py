@@ -56,6 +56,8 @@ class QuantizeStage(TrainingOptions, Stage):
             raise ValueError("'int8_io' goes with method 'int8'")
         if self.scheme != "default" and self.method != "qat":
             raise ValueError("'scheme' goes with method 'qat'")
+        if self.method == "qat" and self.epochs == 0:
+            raise ValueError("method 'qat' needs at least 1 epoch: its quantization ranges are learned in training")
         return self
 
     def key_config(self):

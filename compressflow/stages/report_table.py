@@ -26,6 +26,22 @@ def _number(value: float | None, fmt: str, suffix: str = "") -> str:
     return _MISSING if value is None else f"{value:{fmt}}{suffix}"
 
 
+def readable(value: float | None, suffix: str = "") -> str:
+    """A positive quantity with the digits that matter: ``123``, ``12.3``, ``1.23``, ``0.00312``."""
+    if value is None:
+        return _MISSING
+    magnitude = abs(value)
+    if magnitude >= 100:
+        text = f"{value:.0f}"
+    elif magnitude >= 10:
+        text = f"{value:.1f}"
+    elif magnitude >= 1:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.3g}"
+    return text + suffix
+
+
 def _row(name: str, metrics: dict[str, Any], is_baseline: bool) -> list[str]:
     delta = metrics.get("accuracy_delta")
     return [
@@ -36,9 +52,9 @@ def _row(name: str, metrics: dict[str, Any], is_baseline: bool) -> list[str]:
         f"{metrics['params']:,}",
         _number(None if metrics.get("sparsity") is None else metrics["sparsity"] * 100, ".1f", "%"),
         human_bytes(metrics.get("gzip_bytes")),
-        _MISSING if is_baseline else _number(metrics.get("gzip_compression"), ".2f", "x"),
-        _number(metrics.get("latency_ms_median"), ".3f"),
-        _MISSING if is_baseline else _number(metrics.get("speedup"), ".2f", "x"),
+        _MISSING if is_baseline else readable(metrics.get("gzip_compression"), "x"),
+        readable(metrics.get("latency_ms_median")),
+        _MISSING if is_baseline else readable(metrics.get("speedup"), "x"),
     ]
 
 

@@ -13,7 +13,7 @@ from compressflow.stages.base import Artifact, Environment
 from compressflow.stages.evaluate import EvaluateStage, LatencyOptions, Requirements, read_metrics
 from compressflow.stages.gates import unmet_requirements
 from compressflow.stages.quantize import QuantizeStage
-from compressflow.stages.report_table import format_table, human_bytes
+from compressflow.stages.report_table import format_table, human_bytes, readable
 
 import tiny_tf_models as tiny
 
@@ -30,7 +30,7 @@ def env(tmp_path_factory) -> Environment:
 
 @pytest.fixture(scope="module")
 def artifacts(env, tmp_path_factory) -> dict[str, Artifact]:
-    """trained (Keras), pruned, clustered (Keras), float32 TFLite baseline, int8 and int8-io TFLite of pruned."""
+    """trained, pruned, clustered, qat (Keras); float32 TFLite baseline; int8 and int8-io TFLite of pruned."""
     directory = tmp_path_factory.mktemp("artifacts")
     model = tiny.train_cnn(env)
     pruned = tiny.prune(model, env, sparsity=PRUNE_TARGET)
@@ -42,6 +42,9 @@ def artifacts(env, tmp_path_factory) -> dict[str, Artifact]:
     }
     found["float"] = tiny.run_into(QuantizeStage(model="trained", method="float32"), env,
                                    {"model": found["trained"]}, "float", directory)
+    found["qat"] = tiny.run_into(QuantizeStage(model="pruned", method="qat", scheme="prune_preserving",
+                                               data="digits", epochs=1), env, {"model": found["pruned"]}, "qat",
+                                 directory)
     for name, io in (("int8", False), ("int8_io", True)):
         stage = QuantizeStage(model="pruned", method="int8", data="digits", int8_io=io, representative_samples=100)
         found[name] = tiny.run_into(stage, env, {"model": found["pruned"]}, name, directory)
@@ -50,7 +53,7 @@ def artifacts(env, tmp_path_factory) -> dict[str, Artifact]:
 
 @pytest.mark.tf
 def test_metrics_of_keras_and_tflite_models_make_sense(artifacts, env, run_stage):
-    names = ["float", "trained", "pruned", "clustered", "int8", "int8_io"]
+    names = ["float", "trained", "pruned", "clustered", "qat", "int8", "int8_io"]
     stage = EvaluateStage(models=names, baseline="float", data="digits", top_k=[1, 3], latency=FAST_LATENCY,
                           require=Requirements(max_accuracy_drop=0.05))
     out = run_stage(stage, env, {"models": [artifacts[n] for n in names], "baseline": artifacts["float"]},
@@ -64,13 +67,14 @@ def test_metrics_of_keras_and_tflite_models_make_sense(artifacts, env, run_stage
         assert m["samples"] == 359
         assert 0 < m["latency_ms_median"] <= m["latency_ms_p90"], name
         assert 0 < m["gzip_bytes"] and 0 < m["file_bytes"]
-    # the same 2,970 parameters whatever the format
-    assert models["trained"]["params"] == models["float"]["params"] == models["int8"]["params"] == 2970
+    # the same 2,970 parameters whatever the format (QAT ranges are not parameters)
+    assert {models[name]["params"] for name in names} == {2970}
     # pruning shows as sparsity, globally and per layer; int8 keeps the zeros
     assert models["pruned"]["sparsity"] == pytest.approx(PRUNE_TARGET, abs=0.01)
     assert all(layer["sparsity"] == pytest.approx(PRUNE_TARGET, abs=0.01)
                for layer in models["pruned"]["layers"].values())
     assert models["int8"]["sparsity"] >= PRUNE_TARGET - 0.01
+    assert models["qat"]["sparsity"] == pytest.approx(PRUNE_TARGET, abs=0.01)
     assert models["trained"]["sparsity"] < 0.05
     assert set(models["int8"]["layers"]) == {"conv", "dense"}
     # clustering shows as unique weights per layer
@@ -90,6 +94,7 @@ def test_metrics_of_keras_and_tflite_models_make_sense(artifacts, env, run_stage
     assert header.split()[:3] == ["model", "kind", "accuracy"] and set(rule) <= {"-", " "}
     assert rows[0].startswith("float *") and "tflite float32" in rows[0]
     assert any(row.startswith("int8_io ") and "tflite int8 io" in row for row in rows)
+    assert any(row.startswith("qat ") and "keras qat" in row for row in rows)
     assert "note:" not in table  # a TFLite baseline needs no format note
 
 
@@ -160,5 +165,7 @@ def test_gates_and_table_without_tensorflow():
     table = format_table(models, "base").splitlines()
     assert len({len(line) for line in table[:2]}) == 1  # header and rule are aligned
     assert table[3].split() == ["small", "tflite", "0.9600", "-2.00", "pt", "10", "50.0%", "1000", "B",
-                                "11.00x", "0.100", "2.00x"]
+                                "11.0x", "0.1", "2.00x"]
     assert human_bytes(11_000) == "10.7 KiB" and human_bytes(None) == "-"
+    assert [readable(v) for v in (1234.5, 12.34, 1.234, 0.3333, 0.003124, None)] == [
+        "1234", "12.3", "1.23", "0.333", "0.00312", "-"]

@@ -41,12 +41,12 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def artifacts(env, work) -> dict[str, Artifact]:
-    """trained (Keras), int8 (TFLite), qat (QAT Keras, no epochs), check (evaluate of trained and int8)."""
+    """trained (Keras), int8 (TFLite), qat (QAT Keras, 1 epoch), check (evaluate of trained and int8)."""
     found = {"trained": tiny.keras_artifact(tiny.train_cnn(env, epochs=4), work / "trained", "trained")}
     found["int8"] = tiny.run_into(QuantizeStage(model="trained", method="int8", data="digits",
                                                 representative_samples=50),
                                   env, {"model": found["trained"]}, "int8", work)
-    found["qat"] = tiny.run_into(QuantizeStage(model="trained", method="qat", data="digits", epochs=0),
+    found["qat"] = tiny.run_into(QuantizeStage(model="trained", method="qat", data="digits", epochs=1),
                                  env, {"model": found["trained"]}, "qat", work)
     found["check"] = tiny.run_into(EvaluateStage(models=["trained", "int8"], baseline="trained", data="digits",
                                                  latency=None),

@@ -203,6 +203,8 @@ def test_config_rules():
         QuantizeStage(model="m", method="int8")
     with pytest.raises(ValidationError, match="'int8_io' goes with method 'int8'"):
         QuantizeStage(model="m", method="dynamic", int8_io=True)
+    with pytest.raises(ValidationError, match="'qat' needs at least 1 epoch"):
+        QuantizeStage(model="m", method="qat", data="d", epochs=0)
     with pytest.raises(ValidationError, match="'scheme' goes with method 'qat'"):
         QuantizeStage(model="m", method="dynamic", scheme="prune_preserving")
     assert QuantizeStage(model="m", method="qat", data="d").output_kind() == "keras_model"
