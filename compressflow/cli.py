@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-going", action="store_true", help="after a failure, finish independent branches")
     run.add_argument("--verify", action="store_true", help="rehash every cache entry read")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final summary")
-    run.add_argument("--verbose", "-v", action="store_true", help="print tracebacks of failing stages")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="print tracebacks of failing stages and TensorFlow's own output "
+                          "(otherwise kept in .compressflow/logs/)")
 
     plan = sub.add_parser("plan", help="show, per stage, cached or run and why")
     _add_pipeline_args(plan)

@@ -27,7 +27,8 @@ def _load(args):
         raise UsageError(f"pipeline file {args.pipeline!r} does not exist")
     if path.is_dir():
         raise UsageError(f"{args.pipeline!r} is a folder; give a pipeline file")
-    return load_pipeline(path, overrides=args.overrides or None, params_files=args.params_files or None)
+    return load_pipeline(path, overrides=args.overrides or None, params_files=args.params_files or None,
+                         allow_outside_paths=getattr(args, "allow_outside_paths", False))
 
 
 def _selection(args):
@@ -63,7 +64,8 @@ def cmd_run(args, argv: list[str]) -> int:
     cached = sum(1 for s in plan.stages.values() if s.action == "cached")
     reporter.message(f"pipeline {pipeline.name}: {len(to_run)} to run, {cached} cached")
     with make_runner(min(args.jobs, max(1, len(to_run)))) as runner:
-        report = run_plan(plan, cache, runner, reporter, keep_going=args.keep_going, verify=args.verify)
+        report = run_plan(plan, cache, runner, reporter, keep_going=args.keep_going, verify=args.verify,
+                          log_dir=None if args.verbose else pipeline.root / ".compressflow" / "logs")
     for name, text in summaries(plan, cache):
         print(f"\n{name}:\n{text}")
     for name, paths in report.published.items():

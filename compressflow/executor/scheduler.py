@@ -8,6 +8,7 @@ failure, but stages already running finish and stay cached.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,7 @@ import networkx as nx
 from compressflow.executor.plan import CACHED, RUN, Plan
 from compressflow.executor.runners import Runner
 from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
+from compressflow.executor.cache_names import encode_name as safe_file_name
 from compressflow.stages.base import Artifact
 
 BLOCKED = "blocked"      # an input failed
@@ -51,7 +53,7 @@ class RunReport:
         return sum(1 for o in self.outcomes.values() if o.status == status)
 
 
-def make_task(plan: Plan, name: str, cache_root: str, verify: bool) -> StageTask:
+def make_task(plan: Plan, name: str, cache_root: str, verify: bool, log_dir: Path | None = None) -> StageTask:
     planned = plan.stages[name]
     inputs = {}
     for field_name, ref in plan.inputs_of(name).items():
@@ -63,12 +65,17 @@ def make_task(plan: Plan, name: str, cache_root: str, verify: bool) -> StageTask
     return StageTask(name=name, stage=planned.stage, key=planned.key.key, key_doc=planned.key.doc,
                      inputs=inputs, cache_root=cache_root, env=plan.env,
                      seed=planned.key.doc["seed"], lineage=lineage, verify=verify,
-                     force="forced" in planned.reasons)
+                     force="forced" in planned.reasons,
+                     stderr_log=str(log_dir / f"{safe_file_name(name)}.log") if log_dir else None)
 
 
 def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
-             keep_going: bool = False, verify: bool = False) -> RunReport:
-    """Execute ``plan`` on ``runner``; commit refs and publish outputs as stages finish."""
+             keep_going: bool = False, verify: bool = False, log_dir: Path | None = None) -> RunReport:
+    """Execute ``plan`` on ``runner``; commit refs and publish outputs as stages finish.
+
+    With ``log_dir``, what native libraries write to stderr during a stage goes to
+    ``log_dir/<stage>.log`` instead of the terminal.
+    """
     started = time.perf_counter()
     report = RunReport()
     for name, item in plan.stages.items():
@@ -91,7 +98,7 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
                 if state == "ready":
                     pending.remove(name)
                     reporter.stage_started(name)
-                    running[runner.submit(make_task(plan, name, str(cache.root), verify))] = name
+                    running[runner.submit(make_task(plan, name, str(cache.root), verify, log_dir))] = name
                 elif state == "blocked":
                     pending.remove(name)
                     report.outcomes[name] = TaskOutcome(name, BLOCKED, error="an input failed")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from compressflow.errors import CompressflowError
+from compressflow.executor.capture import stderr_to_file
 from compressflow.stages.base import Artifact, Environment, Stage, StageContext
 
 InputRef = tuple[str, str]  # (stage name, key)
@@ -37,6 +38,7 @@ class StageTask:
     lineage: list[dict[str, Any]] = field(default_factory=list)
     verify: bool = False
     force: bool = False  # recompute even if cached, and replace the entry
+    stderr_log: str | None = None  # where native libraries' stderr goes while the stage runs
 
 
 @dataclass
@@ -72,16 +74,22 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None) -> TaskOu
                 ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=task.env,
                                    inputs=inputs, log=log, lineage=task.lineage,
                                    versions=dict(task.key_doc.get("versions", {})))
-                task.stage.run(ctx)
+                with stderr_to_file(Path(task.stderr_log) if task.stderr_log else None):
+                    task.stage.run(ctx)
                 if not ctx._output_set:
                     raise RuntimeError(f"stage type {task.stage.kind!r} finished without declaring its output")
         return TaskOutcome(task.name, RAN, time.perf_counter() - started)
     except CompressflowError as exc:
-        return TaskOutcome(task.name, FAILED, time.perf_counter() - started,
-                           error=exc.render().removeprefix("error: "), details=traceback.format_exc())
+        return _failed(task, started, exc.render().removeprefix("error: "))
     except Exception as exc:  # a stage's own failure: reported, never a crash of the run
-        return TaskOutcome(task.name, FAILED, time.perf_counter() - started,
-                           error=f"{type(exc).__name__}: {exc}", details=traceback.format_exc())
+        return _failed(task, started, f"{type(exc).__name__}: {exc}")
+
+
+def _failed(task: StageTask, started: float, error: str) -> TaskOutcome:
+    details = traceback.format_exc()
+    if task.stderr_log:
+        details += f"\n(the stage's other output is in {task.stderr_log})"
+    return TaskOutcome(task.name, FAILED, time.perf_counter() - started, error=error, details=details)
 
 
 def _read_inputs(cache, task: StageTask) -> dict[str, Artifact | list[Artifact]]:
