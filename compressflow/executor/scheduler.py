@@ -19,6 +19,7 @@ from compressflow.executor.plan import CACHED, RUN, Plan
 from compressflow.executor.runners import Runner
 from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
 from compressflow.executor.cache_names import encode_name as safe_file_name
+from compressflow.executor.events import events_file
 from compressflow.stages.base import Artifact
 
 BLOCKED = "blocked"      # an input failed
@@ -53,28 +54,41 @@ class RunReport:
         return sum(1 for o in self.outcomes.values() if o.status == status)
 
 
-def make_task(plan: Plan, name: str, cache_root: str, verify: bool, log_dir: Path | None = None) -> StageTask:
+def make_task(plan: Plan, name: str, cache_root: str, verify: bool, log_dir: Path | None = None,
+              run_dir: Path | None = None) -> StageTask:
     planned = plan.stages[name]
     inputs = {}
     for field_name, ref in plan.inputs_of(name).items():
         inputs[field_name] = ([(t, plan.stages[t].key.key) for t in ref] if isinstance(ref, list)
                               else (ref, plan.stages[ref].key.key))
+    upstream = nx.ancestors(plan.graph, name) | {name}  # NOTE: once per task, not once per stage
     lineage = [{"stage": s, "type": plan.stages[s].stage.kind, "key": plan.stages[s].key.key,
                 "config": plan.stages[s].stage.model_dump(mode="json")}
-               for s in plan.stages if s in nx.ancestors(plan.graph, name) or s == name]
+               for s in plan.stages if s in upstream]
     return StageTask(name=name, stage=planned.stage, key=planned.key.key, key_doc=planned.key.doc,
                      inputs=inputs, cache_root=cache_root, env=plan.env,
                      seed=planned.key.doc["seed"], lineage=lineage, verify=verify,
                      force="forced" in planned.reasons,
-                     stderr_log=str(log_dir / f"{safe_file_name(name)}.log") if log_dir else None)
+                     stderr_log=str(log_dir / f"{safe_file_name(name)}.log") if log_dir else None,
+                     events_file=str(events_file(run_dir, name)) if run_dir else None,
+                     tensorboard_dir=str(tensorboard_dir(run_dir, name))
+                     if run_dir and getattr(planned.stage, "tensorboard", False) else None)
+
+
+def tensorboard_dir(run_dir: Path, name: str) -> Path:
+    """Where a stage with ``tensorboard: true`` writes its TensorBoard logs in a run's folder."""
+    return Path(run_dir) / "tensorboard" / safe_file_name(name)
 
 
 def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
-             keep_going: bool = False, verify: bool = False, log_dir: Path | None = None) -> RunReport:
+             keep_going: bool = False, verify: bool = False, log_dir: Path | None = None,
+             run_dir: Path | None = None) -> RunReport:
     """Execute ``plan`` on ``runner``; commit refs and publish outputs as stages finish.
 
     With ``log_dir``, what native libraries write to stderr during a stage goes to
-    ``log_dir/<stage>.log`` instead of the terminal.
+    ``log_dir/<stage>.log`` instead of the terminal. With ``run_dir``, stages send their
+    log lines and progress events to ``run_dir/events/<stage>.jsonl`` (followed by
+    :class:`compressflow.executor.events.EventTailer`) and TensorBoard logs go below it.
     """
     started = time.perf_counter()
     report = RunReport()
@@ -98,7 +112,8 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
                 if state == "ready":
                     pending.remove(name)
                     reporter.stage_started(name)
-                    running[runner.submit(make_task(plan, name, str(cache.root), verify, log_dir))] = name
+                    task = make_task(plan, name, str(cache.root), verify, log_dir, run_dir)
+                    running[runner.submit(task)] = name
                 elif state == "blocked":
                     pending.remove(name)
                     report.outcomes[name] = TaskOutcome(name, BLOCKED, error="an input failed")

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from compressflow.errors import CompressflowError
 from compressflow.executor.capture import stderr_to_file
+from compressflow.executor.events import EventSink
 from compressflow.stages.base import Artifact, Environment, Stage, StageContext
 
 InputRef = tuple[str, str]  # (stage name, key)
@@ -39,6 +40,10 @@ class StageTask:
     verify: bool = False
     force: bool = False  # recompute even if cached, and replace the entry
     stderr_log: str | None = None  # where native libraries' stderr goes while the stage runs
+    # JSON-lines file the stage's log lines and progress events go to (see executor/events.py);
+    # without it, log lines are printed and ``ctx.progress`` is None.
+    events_file: str | None = None
+    tensorboard_dir: str | None = None  # where a training stage asked to write TensorBoard logs
 
 
 @dataclass
@@ -56,12 +61,18 @@ class InputMissing(CompressflowError):
     exit_code = 1
 
 
-def execute(task: StageTask, log: Callable[[str], None] | None = None) -> TaskOutcome:
-    """Bring ``task``'s cache entry into existence (or find it) and say what happened."""
-    from compressflow.executor.cache import Cache
+def execute(task: StageTask, log: Callable[[str], None] | None = None, events: EventSink | None = None) -> TaskOutcome:
+    """Bring ``task``'s cache entry into existence (or find it) and say what happened.
 
-    log = log or _stage_printer(task.name)
-    cache = Cache(Path(task.cache_root), log=log)
+    ``events`` replaces the sink of ``task.events_file`` (e.g. one that forwards events from
+    a remote worker); it needs the methods of :class:`EventSink`.
+    """
+    from compressflow.executor.cache_open import open_cache_at
+
+    if events is None and task.events_file:
+        events = EventSink(task.events_file, task.name)
+    log = log or (events.log if events else _stage_printer(task.name))
+    cache = open_cache_at(task.cache_root, log=log)
     started = time.perf_counter()
     try:
         if not task.force and cache.lookup(task.key, stage=task.name, verify=task.verify) is not None:
@@ -72,8 +83,9 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None) -> TaskOu
             inputs = _read_inputs(cache, task)
             with cache.writer(task.key, stage=task.name, key_doc=task.key_doc, replace=task.force) as out_dir:
                 ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=task.env,
-                                   inputs=inputs, log=log, lineage=task.lineage,
-                                   versions=dict(task.key_doc.get("versions", {})))
+                                   inputs=inputs, log=log, lineage=task.lineage, progress=events,
+                                   versions=dict(task.key_doc.get("versions", {})),
+                                   tensorboard_dir=Path(task.tensorboard_dir) if task.tensorboard_dir else None)
                 with stderr_to_file(Path(task.stderr_log) if task.stderr_log else None):
                     task.stage.run(ctx)
                 if not ctx._output_set:
@@ -83,6 +95,9 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None) -> TaskOu
         return _failed(task, started, exc.render().removeprefix("error: "))
     except Exception as exc:  # a stage's own failure: reported, never a crash of the run
         return _failed(task, started, f"{type(exc).__name__}: {exc}")
+    finally:
+        if events is not None:
+            events.close()
 
 
 def _failed(task: StageTask, started: float, error: str) -> TaskOutcome:

@@ -253,11 +253,15 @@ class StageContext:
     env: Environment
     inputs: dict[str, Artifact | list[Artifact]]
     log: Callable[[str], None] = print
+    # Structured progress for the live view and run records, e.g. ``{"event": "epoch", "epoch": 3,
+    # "epochs": 15, "loss": 0.2}``; None when nothing listens (then only ``log`` is shown).
     progress: Callable[[dict[str, Any]], None] | None = None
     # Upstream stages in execution order: {"stage", "type", "key", "config"} each (for export's sidecar).
     lineage: list[dict[str, Any]] = field(default_factory=list)
     # Versions of the libraries in this stage's cache key.
     versions: dict[str, str | None] = field(default_factory=dict)
+    # Set when the stage asked for TensorBoard logs (``tensorboard: true``) and the run has a folder.
+    tensorboard_dir: Path | None = None
     _output_set: bool = False
 
     def input(self, field_name: str) -> Artifact:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,11 +21,18 @@ class EarlyStopping(BaseModel):
 class TrainingOptions(BaseModel):
     """How a stage trains: optimizer, learning rate, epochs, batch size."""
 
+    # NOTE: where training logs go does not change the model: kept out of the cache key.
+    key_exclude: ClassVar[frozenset[str]] = frozenset({"tensorboard"})
+
     epochs: int = Field(5, ge=0, le=100_000, description="Training epochs (0 skips training).")
     batch_size: int = Field(32, ge=1, le=1_000_000, description="Samples per training step.")
     optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = Field("adam", description="Keras optimizer.")
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Optimizer learning rate.")
     early_stopping: EarlyStopping | None = Field(None, description="Stop early on a validation metric.")
+    tensorboard: bool = Field(
+        False, description="Write TensorBoard logs of the training (for prune, with tfmot's pruning summaries) "
+                           "to `.compressflow/runs/<run>/tensorboard/<stage>` when the stage runs. "
+                           "Not part of the cache key: a cached stage writes none.")
 
 
 class LayerSelection(BaseModel):

@@ -111,9 +111,12 @@ class PruneStage(LayerSelection, TrainingOptions, Stage):
         from_logits = tfutil.outputs_logits(model)
         tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
                              from_logits=from_logits)
+        callbacks = [tfutil.tfmot().sparsity.keras.UpdatePruningStep()]
+        if ctx.tensorboard_dir is not None:  # training metrics and each layer's sparsity over the steps
+            ctx.log(f"TensorBoard logs with pruning summaries: {ctx.tensorboard_dir}")
+            callbacks.append(tfutil.tfmot().sparsity.keras.PruningSummaries(log_dir=str(ctx.tensorboard_dir)))
         training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                              callbacks=[tfutil.tfmot().sparsity.keras.UpdatePruningStep()],
-                              learning_rate=self.learning_rate)
+                              callbacks=callbacks, learning_rate=self.learning_rate)
         stripped = tfutil.tfmot().sparsity.keras.strip_pruning(wrapped)
         per_layer, overall = achieved_sparsity(stripped, pruned)
         target = target_sparsity(self)

@@ -313,16 +313,22 @@ def compile_model(model, *, optimizer: str = "adam", learning_rate: float = 1e-3
 # --------------------------------------------------------------------------- training
 
 
-def epoch_logger(ctx, epochs: int, *, learning_rate: float | None = None):
-    """A callback that logs each epoch's metrics through ``ctx.log`` (and ``ctx.progress``).
+STEP_EVENT_INTERVAL = 0.25  # seconds between two ``step`` progress events
 
-    It also stops the stage with :class:`TrainingDiverged` as soon as the loss is NaN or infinite.
+
+def epoch_logger(ctx, epochs: int, *, learning_rate: float | None = None):
+    """A callback that reports each epoch's metrics: as a ``ctx.progress`` event when something
+    listens (with the text line in ``text``), else as a ``ctx.log`` line.
+
+    While a listener is there, it also sends ``step`` events (at most every
+    :data:`STEP_EVENT_INTERVAL` seconds) with the running loss and metrics. It stops the
+    stage with :class:`TrainingDiverged` as soon as the loss is NaN or infinite.
     """
     k = keras()
 
     class EpochLogger(k.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self._epoch, self._start = epoch, time.perf_counter()
+            self._epoch, self._start, self._last_step = epoch, time.perf_counter(), 0.0
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
@@ -332,16 +338,38 @@ def epoch_logger(ctx, epochs: int, *, learning_rate: float | None = None):
                     f"stage {ctx.name!r}: the training loss became {float(loss)} at epoch {self._epoch + 1}, "
                     f"batch {batch + 1}; the model is not saved. Try a lower learning_rate{lr}, "
                     "and check that the inputs are scaled and hold no NaN.")
+            now = time.perf_counter()
+            if ctx.progress is not None and now - self._last_step >= STEP_EVENT_INTERVAL:
+                self._last_step = now
+                ctx.progress({"event": "step", "epoch": self._epoch + 1, "epochs": epochs, "step": batch + 1,
+                              "steps": (self.params or {}).get("steps"), **_floats(logs)})
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = {key: float(value) for key, value in (logs or {}).items()}
+            logs = _floats(logs)
             seconds = time.perf_counter() - self._start
-            ctx.log(f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
+            text = (f"epoch {epoch + 1}/{epochs}  " + "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
                     + f"  ({seconds:.1f} s)")
             if ctx.progress is not None:
-                ctx.progress({"stage": ctx.name, "epoch": epoch + 1, "epochs": epochs, **logs})
+                ctx.progress({"event": "epoch", "epoch": epoch + 1, "epochs": epochs, **logs,
+                              "seconds": seconds, "text": text})
+            else:
+                ctx.log(text)
 
     return EpochLogger()
+
+
+def _floats(logs) -> dict[str, float]:
+    return {key: float(value) for key, value in (logs or {}).items()
+            if isinstance(value, (int, float)) or getattr(value, "ndim", None) == 0}
+
+
+def tensorboard_callback(ctx):
+    """A TensorBoard callback writing to ``ctx.tensorboard_dir`` (None when the stage did not ask)."""
+    log_dir = getattr(ctx, "tensorboard_dir", None)
+    if log_dir is None:
+        return None
+    ctx.log(f"TensorBoard logs: {log_dir}")
+    return keras().callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False)
 
 
 def early_stopping_callback(options, has_validation: bool):
@@ -369,11 +397,17 @@ def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable
         early_stopping=None, learning_rate: float | None = None) -> dict[str, Any]:
     """Fit a compiled model on the training split, validating on the validation split.
 
-    Seeded shuffling, per-epoch logging, NaN check, optional early stopping. Returns
+    Seeded shuffling, per-epoch logging, NaN check, optional early stopping, TensorBoard
+    logs when ``ctx.tensorboard_dir`` is set. Returns
     ``{"epochs_run": n, "history": {...}}``.
     """
     has_val = len(splits.x_val) > 0
     all_callbacks = [epoch_logger(ctx, epochs, learning_rate=learning_rate), *callbacks]
+    k = keras()
+    if not any(isinstance(c, k.callbacks.TensorBoard) for c in all_callbacks):  # prune brings its own
+        board = tensorboard_callback(ctx)
+        if board is not None:
+            all_callbacks.append(board)
     stopper = early_stopping_callback(early_stopping, has_val)
     if stopper is not None:
         all_callbacks.append(stopper)
