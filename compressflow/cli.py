@@ -65,8 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verify", action="store_true", help="rehash every cache entry read")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final summary")
     run.add_argument("--verbose", "-v", action="store_true",
-                     help="print tracebacks of failing stages and TensorFlow's own output "
-                          "(otherwise kept in .compressflow/logs/)")
+                     help="print every line: stage logs, tracebacks of failing stages and TensorFlow's own "
+                          "output (otherwise kept in .compressflow/logs/)")
+    run.add_argument("--progress", choices=("auto", "live", "plain"), default="auto",
+                     help="live: a live view of the stages (terminal); plain: one line per event; "
+                          "auto (default): live in a terminal, plain otherwise")
+    run.add_argument("--track", choices=("mlflow",), metavar="TRACKER",
+                     help="log the run to an experiment tracker: mlflow (needs the [mlflow] extra; "
+                          "$MLFLOW_TRACKING_URI, default .compressflow/mlflow.db beside the pipeline)")
 
     plan = sub.add_parser("plan", help="show, per stage, cached or run and why")
     _add_pipeline_args(plan)
@@ -77,8 +83,43 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a pipeline file and report every problem")
     _add_pipeline_args(validate)
 
-    dag = sub.add_parser("dag", help="print the stage graph")
+    dag = sub.add_parser("dag", help="print the stage graph (text, Mermaid or Graphviz dot)")
     _add_pipeline_args(dag)
+    _add_cache_arg(dag)
+    dag.add_argument("--format", "-f", choices=("text", "mermaid", "dot"), default="text",
+                     help="text (default), mermaid (for Markdown) or dot (Graphviz)")
+    dag.add_argument("--no-status", action="store_true",
+                     help="leave out the cached/stale marks (which need the cache and a plan)")
+    dag.add_argument("--allow-outside-paths", action="store_true",
+                     help="let paths in the pipeline point outside its folder")
+
+    runs = sub.add_parser("runs", help="list the recorded runs of a pipeline")
+    runs.add_argument("pipeline", help="pipeline file (YAML)")
+    runs.add_argument("--limit", "-n", type=int, default=20, metavar="N", help="show the N latest (default 20)")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+
+    show = sub.add_parser("show", help="print a recorded run")
+    show.add_argument("run", nargs="?", default="latest",
+                      help="run id, a unique prefix of one, or latest (default)")
+    show.add_argument("pipeline", nargs="?",
+                      help="pipeline file whose runs to look in (default: .compressflow/runs here and one "
+                           "folder down)")
+    show.add_argument("--json", action="store_true", help="the record as JSON")
+
+    report = sub.add_parser("report", help="write an HTML (or Markdown) report of a run")
+    report.add_argument("pipeline", help="pipeline file (YAML)")
+    report.add_argument("run", nargs="?", default="latest", help="run id, unique prefix or latest (default)")
+    report.add_argument("--format", "-f", choices=("html", "markdown"), default="html",
+                        help="html (default): a self-contained page; markdown: a summary for CI comments")
+    report.add_argument("--output", "-o", metavar="FILE",
+                        help="where to write it ('-' for standard output); default: "
+                             ".compressflow/reports/<run>.html beside the pipeline (Markdown: standard output)")
+
+    init = sub.add_parser("init", help="write a starter pipeline (for your own model file, or the built-in example)")
+    init.add_argument("--model", metavar="FILE", help="your model file (.keras, .h5 or a SavedModel folder)")
+    init.add_argument("--output", "-o", default="pipeline.yaml", metavar="FILE",
+                      help="pipeline file to write (default: pipeline.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
 
     sub.add_parser("schema", help="print the JSON Schema of pipeline files (for editors)")
     stages = sub.add_parser("stages", help="list stage types and their fields")

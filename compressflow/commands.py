@@ -15,6 +15,7 @@ def dispatch(args, argv: list[str]) -> int:
     handler = {
         "run": cmd_run, "plan": cmd_plan, "validate": cmd_validate, "dag": cmd_dag,
         "schema": cmd_schema, "stages": cmd_stages, "cache": cmd_cache,
+        "runs": cmd_runs, "show": cmd_show, "report": cmd_report, "init": cmd_init,
     }[args.command]
     return handler(args, argv)
 
@@ -49,37 +50,61 @@ def _plan(args, pipeline, cache):
 def cmd_run(args, argv: list[str]) -> int:
     from compressflow.api import open_cache, summaries
     from compressflow.cli import resume_command
-    from compressflow.console import LineReporter
     from compressflow.executor.runners import make_runner
     from compressflow.executor.scheduler import run_plan
+    from compressflow.progress import make_reporter
+    from compressflow.run_session import RunSession
+    from compressflow.tracking import open_tracker
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     pipeline = _load(args)
-    reporter = LineReporter(quiet=args.quiet, verbose=args.verbose)
+    tracker = open_tracker(getattr(args, "track", None), pipeline)
+    reporter = make_reporter(getattr(args, "progress", "auto"), quiet=args.quiet, verbose=args.verbose)
     cache = open_cache(pipeline, args.cache, log=reporter.message)
     plan = _plan(args, pipeline, cache)
     cache.clean_stale_tmp()
     to_run = plan.to_run()
     cached = sum(1 for s in plan.stages.values() if s.action == "cached")
     reporter.message(f"pipeline {pipeline.name}: {len(to_run)} to run, {cached} cached")
-    with make_runner(min(args.jobs, max(1, len(to_run)))) as runner:
-        report = run_plan(plan, cache, runner, reporter, keep_going=args.keep_going, verify=args.verify,
-                          log_dir=None if args.verbose else pipeline.root / ".compressflow" / "logs")
+    session = RunSession(pipeline, plan, cache, argv, reporter)
+    session.start()
+    try:
+        with make_runner(min(args.jobs, max(1, len(to_run)))) as runner:
+            report = run_plan(plan, cache, runner, session.reporter, keep_going=args.keep_going,
+                              verify=args.verify, run_dir=session.dir,
+                              log_dir=None if args.verbose else pipeline.root / ".compressflow" / "logs")
+    except BaseException:
+        try:
+            session.finish(interrupted=True)
+        except Exception:  # NOTE: never hide the interruption behind a record problem
+            pass
+        raise
+    record = session.finish(report)
     for name, text in summaries(plan, cache):
         print(f"\n{name}:\n{text}")
     for name, paths in report.published.items():
         for path in paths:
             reporter.message(f"{name}: wrote {path}")
+    if tracker is not None:
+        _track(tracker, record, session)
     ran, hits = report.count("ran"), report.count("cached")
     if report.ok:
-        reporter.message(f"done in {report.seconds:.1f}s: {ran} ran, {hits} cached")
+        reporter.message(f"done in {report.seconds:.1f}s: {ran} ran, {hits} cached (run {session.id})")
         return EXIT_OK
     failed = ", ".join(report.failed) or "none"
     print(f"\nrun failed (stage{'s' if len(report.failed) != 1 else ''}: {failed}); "
           f"{ran} ran, {hits} cached. Finished stages are cached: after fixing the cause, resume with:\n"
           f"  {resume_command(argv)}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _track(tracker, record, session) -> None:
+    """Log the run to the tracker; a tracking problem is reported but does not fail the run."""
+    try:
+        session.add_tracking(tracker.log_run(record))
+    except Exception as exc:  # NOTE: the run itself succeeded and is cached; say so and go on
+        print(f"warning: {tracker.name} tracking failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def cmd_plan(args, argv: list[str]) -> int:
@@ -110,15 +135,52 @@ def cmd_validate(args, argv: list[str]) -> int:
 
 
 def cmd_dag(args, argv: list[str]) -> int:
-    from compressflow.executor.graph import build_graph, execution_order
+    from compressflow.dag_render import render_dag
 
     pipeline = _load(args)
-    graph = build_graph(pipeline)
-    for name in execution_order(graph):
-        deps = list(graph.predecessors(name))
-        kind = graph.nodes[name]["stage"].kind
-        print(f"{name} ({kind})" + (f" <- {', '.join(deps)}" if deps else ""))
+    statuses = None if args.no_status else _dag_statuses(args, pipeline)
+    print(render_dag(pipeline, args.format, statuses))
     return EXIT_OK
+
+
+def _dag_statuses(args, pipeline) -> dict[str, str] | None:
+    """Per stage, ``cached`` or ``stale: why``, from a plan (None, with a note, when there is none)."""
+    from compressflow.api import open_cache
+    from compressflow.errors import CompressflowError
+    from compressflow.executor.plan import make_plan
+
+    try:
+        plan = make_plan(pipeline, open_cache(pipeline, args.cache, log=lambda text: None),
+                         allow_outside_paths=args.allow_outside_paths)
+    except CompressflowError as exc:
+        print(f"note: no cached/stale marks: {exc.render().removeprefix('error: ')}", file=sys.stderr)
+        return None
+    return {name: "cached" if item.action == "cached" else "stale: " + "; ".join(item.reasons)
+            for name, item in plan.stages.items()}
+
+
+def cmd_runs(args, argv: list[str]) -> int:
+    from compressflow import record_commands
+
+    return record_commands.list_runs(args)
+
+
+def cmd_show(args, argv: list[str]) -> int:
+    from compressflow import record_commands
+
+    return record_commands.show_run(args)
+
+
+def cmd_report(args, argv: list[str]) -> int:
+    from compressflow.report.command import write_report
+
+    return write_report(args)
+
+
+def cmd_init(args, argv: list[str]) -> int:
+    from compressflow.starter import write_starter
+
+    return write_starter(args)
 
 
 def cmd_schema(args, argv: list[str]) -> int:

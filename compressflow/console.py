@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+import threading
+from typing import Any, TextIO
 
 from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
 
 
 class LineReporter:
-    """Prints one line per stage event; ``quiet`` keeps only failures."""
+    """Prints one line per stage event; ``quiet`` keeps only failures.
+
+    Stage log lines and epoch lines (:meth:`stage_event`) are printed as ``  [stage] text``;
+    step events are not printed. Safe to call from several threads.
+    """
 
     def __init__(self, stream: TextIO | None = None, *, quiet: bool = False, verbose: bool = False):
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.verbose = verbose
+        self._lock = threading.Lock()
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        with self._lock:
+            print(text, file=self.stream, flush=True)
+
+    def begin(self, plan, title: str) -> None:
+        """Called once before the run starts (line output needs nothing)."""
+
+    def end(self) -> None:
+        """Called once after the run (line output needs nothing)."""
+
+    def stage_event(self, event: dict[str, Any]) -> None:
+        """A log line or progress event from a running stage (see executor/events.py)."""
+        if self.quiet or event.get("event") not in ("log", "epoch"):
+            return
+        text = event.get("text")
+        if text is not None:
+            self._print(f"  [{event.get('stage', '?')}] {text}")
 
     def stage_started(self, name: str) -> None:
         if not self.quiet:

@@ -1,0 +1,275 @@
+"""Run records: what each ``compressflow run`` did, kept beside the pipeline.
+
+Every run gets a folder ``.compressflow/runs/<id>/`` (next to the pipeline file) with
+
+* ``run.json``: the record (see :func:`build_record`): pipeline, command line, start and
+  end, status, and per stage its status, cache key, timings, error, the metrics of
+  evaluate and select stages and what it published;
+* ``events/<stage>.jsonl``: log lines and progress events of the stages that ran;
+* ``tensorboard/<stage>/``: TensorBoard logs of training stages that asked for them.
+
+Run ids sort by start time: ``20240611-142301-7f3a`` (local time and 4 random hex digits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from compressflow.errors import UsageError
+
+RECORD_FILE = "run.json"
+RECORD_FORMAT = 1
+RUNNING, OK, FAILED, INTERRUPTED = "running", "ok", "failed", "interrupted"
+_SCALAR = (int, float, str, bool, type(None))
+
+
+def runs_root(pipeline_root: Path) -> Path:
+    """The folder holding the run folders of the pipelines in ``pipeline_root``."""
+    return Path(pipeline_root) / ".compressflow" / "runs"
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A new run id: local start time plus 4 random hex digits."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-" + secrets.token_hex(2)
+
+
+# --------------------------------------------------------------------------- building
+
+
+class RunRecorder:
+    """A reporter that notes when each stage starts and finishes, and passes everything on.
+
+    ``before_finish`` runs before a stage is reported finished (the event tailer's flush,
+    so a stage's last log lines come before its ``done`` line).
+    """
+
+    def __init__(self, inner, before_finish=None):
+        self.inner = inner
+        self.before_finish = before_finish
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.statuses: dict[str, str] = {}
+
+    def stage_started(self, name: str) -> None:
+        self.started[name] = time.time()
+        self.inner.stage_started(name)
+
+    def stage_finished(self, name: str, outcome) -> None:
+        self.ended[name] = time.time()
+        self.statuses[name] = outcome.status
+        if self.before_finish is not None:
+            self.before_finish()
+        self.inner.stage_finished(name, outcome)
+
+    def stage_blocked(self, name: str, reason: str) -> None:
+        self.statuses[name] = "blocked"
+        self.inner.stage_blocked(name, reason)
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
+
+    def stage_event(self, event: dict[str, Any]) -> None:
+        handler = getattr(self.inner, "stage_event", None)
+        if handler is not None:
+            handler(event)
+
+
+def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: list[str], started: float,
+                 ended: float | None, status: str, report=None, recorder: RunRecorder | None = None,
+                 tracking: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON record of a run (``report`` None while it is still running)."""
+    from compressflow.executor.events import events_file
+    from compressflow.executor.scheduler import tensorboard_dir
+
+    stages: dict[str, Any] = {}
+    for name, item in plan.stages.items():
+        outcome = report.outcomes.get(name) if report is not None else None
+        if outcome is not None:
+            state = outcome.status
+        elif item.action == "skip":
+            state = "skipped"
+        else:  # still running, or interrupted: what the reporter saw so far
+            state = (recorder.statuses.get(name) if recorder is not None else None) or (
+                "running" if recorder is not None and name in recorder.started else "pending")
+        entry: dict[str, Any] = {
+            "type": item.stage.kind,
+            "action": item.action,
+            "reasons": list(item.reasons),
+            "status": state,
+            "key": item.key.key,
+            "inputs": {field: names for field, names in item.stage.stage_refs().items()},
+            "config": item.stage.model_dump(mode="json"),
+        }
+        if recorder is not None and name in recorder.started:
+            entry["started_at"] = recorder.started[name]
+            entry["ended_at"] = recorder.ended.get(name)
+        if outcome is not None:
+            entry["seconds"] = round(outcome.seconds, 4)
+            if outcome.error:
+                entry["error"] = outcome.error
+            if outcome.details:
+                entry["details"] = outcome.details
+        events = events_file(run_dir, name)
+        if events.exists():
+            entry["events"] = str(events)
+        board = tensorboard_dir(run_dir, name)
+        if board.exists():
+            entry["tensorboard_dir"] = str(board)
+        if report is not None and name in report.published:
+            entry["published"] = list(report.published[name])
+        if state in ("ran", "cached"):
+            entry.update(stage_results(cache, item.key.key))
+        stages[name] = entry
+    record = {
+        "format": RECORD_FORMAT,
+        "id": run_id,
+        "status": status,
+        "pipeline": {"name": pipeline.name, "path": str(pipeline.path) if pipeline.path else None,
+                     "root": str(pipeline.root), "seed": pipeline.seed, "params": _jsonable(pipeline.params)},
+        "argv": list(argv),
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+        "host": platform.node(),
+        "started_at": started,
+        "ended_at": ended,
+        "seconds": round(ended - started, 4) if ended is not None else None,
+        "cache": str(cache.root),
+        "run_dir": str(run_dir),
+        "stages": stages,
+        "edges": [[a, b] for a, b in plan.graph.edges],
+        "counts": _counts(stages),
+    }
+    if tracking:
+        record["tracking"] = tracking
+    return record
+
+
+def stage_results(cache, key: str) -> dict[str, Any]:
+    """What a stage's cache entry says about its results, for the record.
+
+    Evaluate stages: their whole ``metrics.json`` (``metrics``); select stages: their
+    ``selection.json`` (``selection``) and table; other stages with a ``metrics.json``:
+    its single values, training ``history`` and per-layer figures (``summary``).
+    """
+    try:
+        entry = cache.entry_dir(key)
+        artifact = json.loads((entry / "artifact.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, Any] = {"artifact": {k: v for k, v in artifact.items() if isinstance(v, _SCALAR)}}
+    metrics = _read_json(entry / "metrics.json")
+    selection = _read_json(entry / "selection.json")
+    if selection is not None:
+        out["selection"] = selection
+        table = entry / str(artifact.get("table", "table.txt"))
+        if table.is_file():
+            out["table"] = table.read_text()
+    if isinstance(metrics, dict) and "models" in metrics:
+        out["metrics"] = metrics
+        table = entry / str(artifact.get("table", "table.txt"))
+        if table.is_file():
+            out["table"] = table.read_text()
+    elif isinstance(metrics, dict):
+        summary = {k: v for k, v in metrics.items() if isinstance(v, _SCALAR)}
+        for name in ("history", "layers"):
+            if isinstance(metrics.get(name), dict):
+                summary[name] = metrics[name]
+        out["summary"] = summary
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _counts(stages: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in stages.values():
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return counts
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Write ``run.json`` in ``run_dir`` atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RECORD_FILE
+    tmp = run_dir / f".{RECORD_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, default=str, allow_nan=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Read a record (``run.json`` or the run folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    record = json.loads(path.read_text())
+    record.setdefault("run_dir", str(path.parent))
+    if record.get("status") == RUNNING and not _alive(record.get("pid"), record.get("host")):
+        record["status"] = "died"  # the process ended without finishing its record (killed)
+    return record
+
+
+def _alive(pid: Any, host: Any) -> bool:
+    if not isinstance(pid, int) or host != platform.node():
+        return True  # another machine's run: cannot tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_records(roots: list[Path], pipeline_name: str | None = None) -> list[dict[str, Any]]:
+    """Records found in ``roots``, oldest first; only those of ``pipeline_name`` when given."""
+    records = []
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for path in Path(root).glob(f"*/{RECORD_FILE}"):
+            try:
+                record = read_record(path)
+            except (OSError, ValueError):
+                continue
+            if pipeline_name is None or record.get("pipeline", {}).get("name") == pipeline_name:
+                records.append(record)
+    return sorted(records, key=lambda r: (r.get("started_at") or 0, r.get("id", "")))
+
+
+def find_record(roots: list[Path], ref: str, pipeline_name: str | None = None) -> dict[str, Any]:
+    """The record named by ``ref``: a run id, a unique prefix of one, ``latest``, or a path."""
+    if ref not in ("latest", "last") and (Path(ref) / RECORD_FILE).is_file() or Path(ref).name == RECORD_FILE:
+        return read_record(Path(ref))
+    records = list_records(roots, pipeline_name)
+    where = " or ".join(str(r) for r in roots) or "(nowhere)"
+    if not records:
+        raise UsageError(f"no run records in {where}; `compressflow run` writes one per run")
+    if ref in ("latest", "last"):
+        return records[-1]
+    matches = [r for r in records if r.get("id", "").startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        recent = ", ".join(r["id"] for r in records[-5:])
+        raise UsageError(f"no run {ref!r} in {where} (latest: {recent})")
+    raise UsageError(f"{ref!r} matches {len(matches)} runs ({', '.join(r['id'] for r in matches[:5])}); "
+                     "give more of the id")

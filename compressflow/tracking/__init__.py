@@ -1,0 +1,29 @@
+"""Experiment tracking of runs (``compressflow run --track mlflow``), behind install extras.
+
+A tracker gets the finished run's record (see :mod:`compressflow.records`) and the cache,
+and returns what to remember about where it logged the run. Trackers are imported only
+when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from compressflow.errors import UsageError
+
+TRACKERS = ("mlflow",)
+
+
+def open_tracker(name: str | None, pipeline):
+    """The tracker called ``name`` for ``pipeline`` (None for none); a usage error when it
+    is unknown or its library is not installed, before anything runs."""
+    if not name:
+        return None
+    if name not in TRACKERS:
+        raise UsageError(f"unknown tracker {name!r}; use one of: {', '.join(TRACKERS)}")
+    if importlib.util.find_spec("mlflow") is None:
+        raise UsageError("--track mlflow needs MLflow, which is not installed; "
+                         "install it with: pip install 'compressflow[mlflow]'")
+    from compressflow.tracking.mlflow_tracker import MlflowTracker
+
+    return MlflowTracker(pipeline)
