@@ -56,21 +56,27 @@ class StageKey:
 
 
 def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
-              env: Environment, seed_name: str | None = None) -> StageKey:
+              env: Environment, seed_name: str | None = None,
+              dataset_fingerprints: dict[str, dict] | None = None) -> StageKey:
     """Compute the key of ``stage`` given the keys of the stages it references.
 
     ``input_keys`` maps each reference field (except ``after``) to the key, or list of
     keys, of the referenced stage(s). ``seed_name`` is the name the stage's seed is
-    derived from (defaults to ``name``).
+    derived from (defaults to ``name``). ``dataset_fingerprints``, when given, memoizes
+    the dataset part by dataset name across the stages of one plan (a dataset file is
+    hashed once, not once per stage that reads it).
     """
+    memo = {} if dataset_fingerprints is None else dataset_fingerprints
     datasets = {}
     for field_name, dataset_name in stage.dataset_refs().items():
-        dataset = env.datasets[dataset_name]
-        datasets[field_name] = {
-            "config": dataset.model_dump(mode="json"),
-            "fingerprint": dataset.fingerprint(env),
-            "split_seed": env.seed,
-        }
+        if dataset_name not in memo:
+            dataset = env.datasets[dataset_name]
+            memo[dataset_name] = {
+                "config": dataset.model_dump(mode="json"),
+                "fingerprint": dataset.fingerprint(env),
+                "split_seed": env.seed,
+            }
+        datasets[field_name] = memo[dataset_name]
     doc = {
         "format": KEY_FORMAT,
         "type": stage.kind,

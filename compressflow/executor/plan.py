@@ -66,6 +66,7 @@ def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]
     """Keys of every stage, inputs first. Fingerprint failures become located problems."""
     keys: dict[str, StageKey] = {}
     problems: list[Problem] = []
+    dataset_fingerprints: dict[str, dict] = {}  # each dataset is fingerprinted once per plan
     for name in order:
         stage: Stage = graph.nodes[name]["stage"]
         refs = stage.stage_refs()
@@ -78,13 +79,27 @@ def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]
             input_keys[field_name] = ([keys[t].key for t in targets] if isinstance(value, (list, tuple))
                                       else keys[targets[0]].key)
         try:
-            keys[name] = stage_key(name, stage, input_keys, env, seed_name_of(name))
+            keys[name] = stage_key(name, stage, input_keys, env, seed_name_of(name), dataset_fingerprints)
         except (CompressflowError, OSError, ValueError) as exc:
             message = exc.render().removeprefix("error: ") if isinstance(exc, CompressflowError) else str(exc)
             problems.append(Problem(message, pipeline.location_of(("stages", name)), ("stages", name)))
     if problems:
         raise PipelineError(problems)
     return keys
+
+
+def needed_stages(graph: nx.DiGraph, requested: set[str]) -> set[str]:
+    """``requested`` and everything they depend on, in one walk of the graph."""
+    # NOTE: one multi-source walk; nx.ancestors per requested stage is quadratic on long chains.
+    if len(requested) == graph.number_of_nodes():
+        return set(requested)
+    needed, stack = set(requested), list(requested)
+    while stack:
+        for parent in graph.predecessors(stack.pop()):
+            if parent not in needed:
+                needed.add(parent)
+                stack.append(parent)
+    return needed
 
 
 def make_plan(pipeline, cache, selection: Selection | None = None, *,
@@ -98,9 +113,7 @@ def make_plan(pipeline, cache, selection: Selection | None = None, *,
     keys = compute_keys(pipeline, graph, env, order)
     requested = requested_stages(graph, selection)
     forced = forced_stages(graph, selection, requested)
-    needed = set(requested)
-    for name in requested:
-        needed |= nx.ancestors(graph, name)
+    needed = needed_stages(graph, requested)
 
     planned: dict[str, PlannedStage] = {}
     for name in order:

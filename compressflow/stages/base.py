@@ -80,6 +80,20 @@ def _has_marker(annotation: Any, metadata: list[Any], marker: object) -> bool:
     return False
 
 
+_MARKED_FIELDS: dict[tuple[type, int], tuple[str, ...]] = {}
+
+
+def _marked_fields(cls: type[BaseModel], marker: object) -> tuple[str, ...]:
+    """Names of ``cls``'s fields annotated with ``marker``, worked out once per class."""
+    # NOTE: called several times per stage while planning; annotation introspection is slow.
+    key = (cls, id(marker))
+    names = _MARKED_FIELDS.get(key)
+    if names is None:
+        names = _MARKED_FIELDS[key] = tuple(name for name, info in cls.model_fields.items()
+                                            if _has_marker(info.annotation, info.metadata, marker))
+    return names
+
+
 # --------------------------------------------------------------------------- base models
 
 
@@ -113,13 +127,11 @@ class Stage(BaseModel):
 
     @classmethod
     def stage_ref_fields(cls) -> list[str]:
-        return [name for name, info in cls.model_fields.items()
-                if _has_marker(info.annotation, info.metadata, STAGE_REF)]
+        return list(_marked_fields(cls, STAGE_REF))
 
     @classmethod
     def dataset_ref_fields(cls) -> list[str]:
-        return [name for name, info in cls.model_fields.items()
-                if _has_marker(info.annotation, info.metadata, DATASET_REF)]
+        return list(_marked_fields(cls, DATASET_REF))
 
     def stage_refs(self) -> dict[str, list[str]]:
         """Referenced stages by field name (``after`` included), in field order."""
