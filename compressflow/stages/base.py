@@ -116,12 +116,19 @@ class Stage(BaseModel):
     version: ClassVar[str] = "1"
     libraries: ClassVar[tuple[str, ...]] = ()
     key_exclude: ClassVar[frozenset[str]] = frozenset()
+    # A YAML example of the stage's body (docs; tests check that it validates).
+    example: ClassVar[str] = ""
     # Outputs of this stage that are written again on every run, cached or not (export).
     always_publish: ClassVar[bool] = False
+    # Fields holding a path the stage reads, with what it is (for messages); see ``check``.
+    path_fields: ClassVar[dict[str, str]] = {}
 
     type: str
     after: StageNames = Field(default_factory=list, description="Stages that must finish first (no data passed).")
     description: str | None = Field(default=None, description="Free text for people; not part of the cache key.")
+    resources: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, description="Worker resources one run of this stage takes with `--executor dask`, e.g. "
+                                  "`{GPU: 1}` or `{CPU: 2}`; not part of the cache key.")
 
     # -- references ---------------------------------------------------------------
 
@@ -153,7 +160,7 @@ class Stage(BaseModel):
         References are left out (the keys of the inputs stand for them), and so are
         fields that do not change the output.
         """
-        skip = {"after", "description", *self.key_exclude,
+        skip = {"after", "description", "resources", *self.key_exclude,
                 *self.stage_ref_fields(), *self.dataset_ref_fields()}
         return self.model_dump(mode="json", exclude=skip)
 
@@ -168,6 +175,15 @@ class Stage(BaseModel):
         Called for every stage on every plan, without TensorFlow: keep it cheap.
         """
         return {}
+
+    def check(self, env: "Environment") -> list["FieldProblem"]:
+        """What stops this stage from running in ``env``, found before anything runs.
+
+        The loader calls it for every stage (so ``validate``, ``plan`` and ``run`` all refuse
+        the pipeline); it must be cheap and TensorFlow-free. The default refuses paths in
+        :attr:`path_fields` that leave the pipeline's folder.
+        """
+        return check_path_fields(self, env)
 
     def publish(self, output: "Artifact", env: "Environment") -> list[Path]:
         """Write outputs outside the cache (only called when ``always_publish``)."""
@@ -188,9 +204,15 @@ class Dataset(BaseModel):
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0,
                                        description="Share of the samples held out for validation.")
 
+    path_fields: ClassVar[dict[str, str]] = {}
+
     def fingerprint(self, env: "Environment") -> dict[str, Any]:
         """Identity of the data (file hashes, package versions); cheap and TensorFlow-free."""
         return {}
+
+    def check(self, env: "Environment") -> list["FieldProblem"]:
+        """What stops this dataset from being read in ``env`` (see :meth:`Stage.check`)."""
+        return check_path_fields(self, env)
 
     def load_arrays(self, env: "Environment"):  # pragma: no cover - abstract
         """Return ``(x, y)`` numpy arrays of all samples."""
@@ -226,6 +248,30 @@ class Environment:
                 f"{what} {str(raw)!r} is outside the pipeline's folder {root}; "
                 "use a path inside it, or pass --allow-outside-paths to allow it")
         return resolved
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """Something wrong with one field of a stage or dataset, found by ``check``."""
+
+    field: str
+    message: str
+
+
+def check_path_fields(config: Stage | Dataset, env: Environment) -> list[FieldProblem]:
+    """A problem for every path in ``config.path_fields`` that leaves the pipeline's folder."""
+    from compressflow.errors import UsageError
+
+    problems = []
+    for name, what in config.path_fields.items():
+        raw = getattr(config, name, None)
+        if not raw:
+            continue
+        try:
+            env.resolve_path(raw, what=what)
+        except (UsageError, OSError, ValueError) as exc:
+            problems.append(FieldProblem(name, str(exc)))
+    return problems
 
 
 @dataclass(frozen=True)

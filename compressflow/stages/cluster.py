@@ -18,6 +18,13 @@ class ClusterStage(LayerSelection, TrainingOptions, Stage):
     """Share weights among `number_of_clusters` centroids per layer, then fine-tune."""
 
     kind: ClassVar[str] = "cluster"
+    example: ClassVar[str] = """\
+model: pruned
+data: digits
+number_of_clusters: 16
+preserve_sparsity: true
+epochs: 3
+"""
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
 

@@ -69,21 +69,35 @@ def describe_stage(kind: str) -> str:
     return "\n".join(lines)
 
 
-def markdown_reference() -> str:
-    """Markdown reference of every stage and dataset type (the source of docs/stages.md)."""
+def _built_in(cls: type) -> bool:
+    return cls.__module__.startswith("compressflow.")
+
+
+def markdown_reference(*, built_in_only: bool = False) -> str:
+    """Markdown reference of stage and dataset types (the source of docs/stages.md).
+
+    With ``built_in_only`` the types that plugins registered are left out.
+    """
     out = ["# Stage and dataset reference", "",
-           "Generated from the stage models by `python -m compressflow.stages.describe`; do not edit by hand.", ""]
+           "Generated from the stage models by `python -m compressflow.stages.describe > docs/stages.md`; "
+           "do not edit by hand.", ""]
     for title, types in (("Stages", stage_types()), ("Datasets", dataset_types())):
         out += [f"## {title}", ""]
         for kind, cls in sorted(types.items()):
+            if built_in_only and not _built_in(cls):
+                continue
             out += [f"### `{kind}`", "", (cls.__doc__ or "").strip(), "",
                     "| field | type | default | description |", "|---|---|---|---|"]
             for name, type_name, default, description in field_rows(cls):
                 cell = description.replace("|", "\\|")
                 out.append(f"| `{name}` | `{type_name.replace('|', '&#124;')}` | `{default}` | {cell} |")
+            example = getattr(cls, "example", "")
+            if example:
+                body = "\n".join("    " + line for line in example.strip().splitlines())
+                out += ["", "Example:", "", "```yaml", "stages:", f"  my_{kind}:", f"    type: {kind}", body, "```"]
             out.append("")
     return "\n".join(out)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(markdown_reference())
+    print(markdown_reference(built_in_only=True))

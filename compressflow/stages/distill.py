@@ -18,6 +18,14 @@ class DistillStage(TrainingOptions, Stage):
     """loss = alpha * hard-label loss + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
 
     kind: ClassVar[str] = "distill"
+    example: ClassVar[str] = """\
+teacher: trained
+student: base
+data: digits
+temperature: 4.0
+alpha: 0.1
+epochs: 20
+"""
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
 

@@ -68,6 +68,12 @@ class EvaluateStage(Stage):
     """Measure every model in `models` on the validation split and compare with `baseline`."""
 
     kind: ClassVar[str] = "evaluate"
+    example: ClassVar[str] = """\
+models: [trained, pruned]
+baseline: trained
+data: digits
+require: {max_accuracy_drop: 0.01}
+"""
     produces: ClassVar[str] = METRICS
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES + ("ai-edge-litert",)
 

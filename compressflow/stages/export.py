@@ -43,6 +43,11 @@ class ExportStage(Stage):
     """Copy a model to `to`, relative to the pipeline file's folder, on every run."""
 
     kind: ClassVar[str] = "export"
+    example: ClassVar[str] = """\
+model: pruned
+format: keras
+to: out/pruned.keras
+"""
     produces: ClassVar[str] = FILES
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
     key_exclude: ClassVar[frozenset[str]] = frozenset({"to", "allow_outside"})
@@ -67,6 +72,18 @@ class ExportStage(Stage):
         if self.format == "saved_model" and suffix in (*KERAS_SUFFIXES, ".tflite"):
             raise ValueError(f"format 'saved_model' writes a directory; {self.to!r} looks like a file name")
         return self
+
+    def check(self, env) -> list:
+        """Refuse a target outside the pipeline's folder before anything runs (unless allowed)."""
+        from compressflow.stages.base import FieldProblem
+
+        problems = super().check(env)
+        if not self.allow_outside:
+            try:
+                env.resolve_path(self.to, what="export target")
+            except (UsageError, OSError, ValueError) as exc:
+                problems.append(FieldProblem("to", f"{exc}, or set `allow_outside: true` on this stage"))
+        return problems
 
     # -- run: prepare the export in the cache entry -----------------------------------
 

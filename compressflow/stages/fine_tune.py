@@ -18,6 +18,13 @@ class FineTuneStage(TrainingOptions, Stage):
     """Compile and fit a model; zeros and weight clusters of the input are kept."""
 
     kind: ClassVar[str] = "fine_tune"
+    example: ClassVar[str] = """\
+model: base
+data: digits
+epochs: 15
+learning_rate: 0.001
+early_stopping: {monitor: val_accuracy, patience: 3}
+"""
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
 

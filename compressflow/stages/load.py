@@ -18,8 +18,13 @@ class LoadStage(Stage):
     """Load a model from `path` (.keras, .h5 or SavedModel), a `builder` function or a keras.applications `application`."""
 
     kind: ClassVar[str] = "load"
+    example: ClassVar[str] = """\
+builder: "compressflow.models:small_cnn"
+args: {input_shape: [8, 8, 1], classes: 10}
+"""
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    path_fields: ClassVar[dict[str, str]] = {"path": "model path", "weights": "weights file"}
 
     type: Literal["load"] = "load"
     path: str | None = Field(None, description="Model file or SavedModel directory, relative to the pipeline file.",
@@ -63,6 +68,21 @@ class LoadStage(Stage):
             weights = env.resolve_path(self.weights, what="weights file")
             fingerprint["weights_sha256"] = tree_sha256(weights) if weights.exists() else "missing"
         return fingerprint
+
+    def check(self, env) -> list:
+        """Paths inside the pipeline's folder; no Lambda layer in the model file unless ``trust``.
+
+        Only what needs no TensorFlow is checked here (a Lambda layer's bytecode is visible in
+        the stored config); custom classes, and missing or corrupt files, are reported by ``run``.
+        """
+        problems = super().check(env)
+        if self.path and not self.trust and not problems:
+            from compressflow.stages.base import FieldProblem
+
+            finding = _code_in_model_file(env.resolve_path(self.path, what="model path"))
+            if finding:
+                problems.append(FieldProblem("path", finding))
+        return problems
 
     # -- run ------------------------------------------------------------------------
 
@@ -115,6 +135,23 @@ class LoadStage(Stage):
             return application(self.application, weights=weights, **self.args)
         except (TypeError, ValueError) as exc:
             raise StageFailed(f"application {self.application}: {exc}") from exc
+
+
+def _code_in_model_file(path) -> str | None:
+    """Why loading ``path`` would run code from it (a Lambda layer), if it would; else None."""
+    from compressflow.errors import UnsafeModelError
+    from compressflow.models.safety import ModelFileError, check_model_file
+
+    try:
+        # NOTE: every class counts as known here: telling tf-keras' own classes from custom ones
+        # needs TensorFlow, so only code-carrying classes (Lambda) are caught before the run.
+        check_model_file(path, trust=False, is_known=lambda *_: True,
+                         opt_in="set `trust: true` on this load stage")
+    except UnsafeModelError as exc:
+        return str(exc)
+    except (ModelFileError, ImportError, OSError):
+        return None  # missing, corrupt or unreadable without h5py: the run says so clearly
+    return None
 
 
 def _import_builder(spec: str):

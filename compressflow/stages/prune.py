@@ -65,6 +65,13 @@ class PruneStage(LayerSelection, TrainingOptions, Stage):
     """Magnitude pruning (`prune_low_magnitude`): unstructured, block or m-by-n (2:4)."""
 
     kind: ClassVar[str] = "prune"
+    example: ClassVar[str] = """\
+model: trained
+data: digits
+schedule: {type: polynomial_decay, initial_sparsity: 0.5, final_sparsity: 0.9, end_epoch: 6}
+epochs: 16
+exclude: [probs]
+"""
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
 

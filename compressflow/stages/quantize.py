@@ -32,6 +32,12 @@ class QuantizeStage(TrainingOptions, Stage):
     """`qat` gives a Keras model; `float32`, `dynamic`, `float16`, `int8`, `int16x8` give a TFLite model."""
 
     kind: ClassVar[str] = "quantize"
+    example: ClassVar[str] = """\
+model: pruned
+method: int8
+data: digits
+representative_samples: 200
+"""
     produces: ClassVar[str] = TFLITE_MODEL  # KERAS_MODEL for qat: see output_kind()
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
 
