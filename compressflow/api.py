@@ -35,17 +35,19 @@ def open_cache(pipeline, cache_dir: str | os.PathLike[str] | None = None, *, log
     return Cache(root, log=log or (lambda text: print(text, flush=True)))
 
 
-def load(source, overrides=None, params_files=None):
+def load(source, overrides=None, params_files=None, *, allow_outside_paths: bool = False):
     """Load and validate a pipeline (a file path or a dict); see :func:`compressflow.dsl.load_pipeline`."""
     from compressflow.dsl import load_pipeline
 
-    return load_pipeline(source, overrides=overrides, params_files=params_files)
+    return load_pipeline(source, overrides=overrides, params_files=params_files,
+                         allow_outside_paths=allow_outside_paths)
 
 
 def plan(source, *, overrides=None, params_files=None, cache_dir=None,
          selection: Selection | None = None, allow_outside_paths: bool = False) -> Plan:
     """What a run would do: for every stage, ``cached`` or ``run`` and why."""
-    pipeline = source if hasattr(source, "stages") else load(source, overrides, params_files)
+    pipeline = (source if hasattr(source, "stages")
+                else load(source, overrides, params_files, allow_outside_paths=allow_outside_paths))
     cache = open_cache(pipeline, cache_dir)
     return make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths)
 
@@ -57,7 +59,8 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     from compressflow.console import LineReporter
     from compressflow.executor.runners import make_runner
 
-    pipeline = source if hasattr(source, "stages") else load(source, overrides, params_files)
+    pipeline = (source if hasattr(source, "stages")
+                else load(source, overrides, params_files, allow_outside_paths=allow_outside_paths))
     cache = open_cache(pipeline, cache_dir)
     the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths)
     reporter = reporter or LineReporter()

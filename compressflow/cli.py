@@ -46,8 +46,13 @@ def _add_selection_args(p: argparse.ArgumentParser) -> None:
                    help="run this stage and everything it needs")
     p.add_argument("--force", nargs="*", metavar="STAGE",
                    help="recompute these stages (all selected ones when none is named) even if cached")
+    _add_outside_arg(p)
+
+
+def _add_outside_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside-paths", action="store_true",
-                   help="let paths in the pipeline point outside its folder")
+                   help="let paths in the pipeline (includes, model files, datasets, export targets) "
+                        "point outside its folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a pipeline file and report every problem")
     _add_pipeline_args(validate)
+    _add_outside_arg(validate)
 
     dag = sub.add_parser("dag", help="print the stage graph (text, Mermaid or Graphviz dot)")
     _add_pipeline_args(dag)

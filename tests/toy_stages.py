@@ -103,6 +103,7 @@ class ToyFile(_Toy):
     kind: ClassVar[str] = "toy_file"
     produces: ClassVar[str] = "number"
     type: Literal["toy_file"] = "toy_file"
+    path_fields: ClassVar[dict[str, str]] = {"path": "toy file"}
     path: str
 
     def fingerprint(self, env):

@@ -99,6 +99,7 @@ class NpzDataset(_Preprocessing):
 
     kind: ClassVar[str] = "npz"
     type: Literal["npz"] = "npz"
+    path_fields: ClassVar[dict[str, str]] = {"path": "dataset path"}
     path: str = Field(description="The .npz file, relative to the pipeline file.")
     x_key: str = "x"
     y_key: str = "y"
@@ -124,6 +125,7 @@ class ImageDirectory(_Preprocessing):
 
     kind: ClassVar[str] = "image_directory"
     type: Literal["image_directory"] = "image_directory"
+    path_fields: ClassVar[dict[str, str]] = {"path": "dataset path"}
     path: str = Field(description="Folder with one sub-folder per class.")
     image_size: tuple[int, int] = Field((64, 64), description="Images are resized to [height, width].")
     color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"
@@ -153,6 +155,7 @@ class TfdsDataset(_Preprocessing):
 
     kind: ClassVar[str] = "tfds"
     type: Literal["tfds"] = "tfds"
+    path_fields: ClassVar[dict[str, str]] = {"data_dir": "dataset data_dir"}
     name: str = Field(description="TFDS name, e.g. `mnist`.")
     data_dir: str = Field(description="Folder where the dataset was prepared.")
     split: str = "train"

@@ -7,7 +7,8 @@ Steps, each adding to one list of problems so that all are reported at once:
 3. apply ``--params`` files, then ``--set`` overrides (:mod:`~compressflow.dsl.overrides`),
 4. resolve ``${params.x}`` (:mod:`~compressflow.dsl.interpolate`),
 5. validate with the pydantic model (:mod:`~compressflow.dsl.validate`),
-6. check references and cycles (:mod:`~compressflow.dsl.references`).
+6. check references and cycles (:mod:`~compressflow.dsl.references`),
+7. check what stages would reach outside the pipeline (:mod:`~compressflow.dsl.external`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem
+from compressflow.dsl.external import check_external
 from compressflow.dsl.interpolate import interpolate
 from compressflow.dsl.located import LocatedDict, from_plain, locate_path
 from compressflow.dsl.model import Pipeline
@@ -43,8 +45,8 @@ def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
     ``<dict>:1:1``). ``overrides`` are ``"dotted.path=value"`` strings (values
     parsed with YAML rules) or a ``{"dotted.path": value}`` mapping;
     ``params_files`` are YAML files whose entries override ``params``.
-    Included files must be inside the pipeline's folder unless
-    ``allow_outside_paths`` is set.
+    Included files, and paths that stages and datasets read or write, must be
+    inside the pipeline's folder unless ``allow_outside_paths`` is set.
 
     Raises :class:`~compressflow.errors.PipelineError` carrying every problem
     found, sorted by location; bad input never raises anything else.
@@ -80,6 +82,8 @@ def _load(source: Any, overrides: Any, params_files: Any, allow_outside_paths: b
     interpolate(document, problems)
     validated = validate_document(document, problems)
     graph = check_references(document, stage_types(), problems)
+    if not problems and validated is not None:
+        problems.extend(check_external(validated.stages, validated.datasets, document, root, allow_outside_paths))
     if problems or validated is None:
         raise PipelineError(problems.report(document.location.file, lambda at: _note(document, at)))
     return Pipeline(
