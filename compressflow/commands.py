@@ -54,7 +54,7 @@ def cmd_run(args, argv: list[str]) -> int:
     from compressflow.executor.scheduler import run_plan
     from compressflow.progress import make_reporter
     from compressflow.run_session import RunSession
-    from compressflow.tracking import open_tracker
+    from compressflow.tracking import check_tensorboard, open_tracker
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -63,6 +63,7 @@ def cmd_run(args, argv: list[str]) -> int:
     reporter = make_reporter(getattr(args, "progress", "auto"), quiet=args.quiet, verbose=args.verbose)
     cache = open_cache(pipeline, args.cache, log=reporter.message)
     plan = _plan(args, pipeline, cache)
+    check_tensorboard(plan)
     cache.clean_stale_tmp()
     to_run = plan.to_run()
     cached = sum(1 for s in plan.stages.values() if s.action == "cached")

@@ -107,7 +107,11 @@ class LiveReporter:
         self._live.start()
 
     def end(self) -> None:
-        self._finished_at = time.monotonic()
+        with self._lock:
+            self._finished_at = time.monotonic()
+            for row in self.rows.values():
+                if row.state in ("waiting", "running"):
+                    row.state = "not run"
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -127,7 +131,7 @@ class LiveReporter:
             if outcome.status == FAILED:
                 row.note = outcome.error or "failed"
         if outcome.status == FAILED:
-            self._print(f"[bold red]✗ {name} failed[/] after {outcome.seconds:.1f}s: {_escape(outcome.error)}")
+            self._print((f"✗ {name} failed", "bold red"), f" after {outcome.seconds:.1f}s: {outcome.error}")
 
     def stage_blocked(self, name: str, reason: str) -> None:
         with self._lock:
@@ -135,7 +139,7 @@ class LiveReporter:
             row.state, row.note = "not run", reason
 
     def message(self, text: str) -> None:
-        self._print(_escape(text))
+        self._print(str(text))
 
     def stage_event(self, event: dict[str, Any]) -> None:
         """Move a stage's bar (``step``, ``epoch``) or print its log line (``log``)."""
@@ -152,7 +156,7 @@ class LiveReporter:
             elif kind == "log":
                 row.note = str(event.get("text", ""))
         if kind == "log":
-            self._print(f"[dim]  [{_escape(row.name)}] {_escape(event.get('text', ''))}[/]")
+            self._print((f"  [{row.name}] {event.get('text', '')}", "dim"))
 
     # -- drawing ------------------------------------------------------------------
 
@@ -166,10 +170,11 @@ class LiveReporter:
 
         with self._lock:
             now = self._finished_at or time.monotonic()
-            table = Table.grid(padding=(0, 1))
+            # NOTE: only the last column (details) gives way when the terminal is narrow.
+            table = Table.grid(padding=(0, 1), expand=True)
             for _ in range(6):
                 table.add_column(no_wrap=True)
-            table.add_column(no_wrap=True, overflow="ellipsis")
+            table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
             for row in self.rows.values():
                 icon, style = _STATE_LOOK.get(row.state, ("·", "dim"))
                 mark = Spinner("dots", style="yellow") if row.state == "running" else Text(icon, style=style)
@@ -195,8 +200,11 @@ class LiveReporter:
             self.rows[name] = StageRow(name, "")
         return self.rows[name]
 
-    def _print(self, markup: str) -> None:
-        self.console.print(markup, highlight=False, soft_wrap=True)
+    def _print(self, *parts) -> None:
+        """Print above the live view; ``parts`` are plain strings or (text, style) pairs."""
+        from rich.text import Text
+
+        self.console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
 
 
 _STATE_LOOK = {
@@ -231,9 +239,3 @@ def _duration(seconds: float | None) -> str:
         return f"{seconds:.1f}s"
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes}:{rest:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{rest:02d}"
-
-
-def _escape(text: Any) -> str:
-    from rich.markup import escape
-
-    return escape(str(text))

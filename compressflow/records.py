@@ -103,7 +103,7 @@ def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: lis
             "reasons": list(item.reasons),
             "status": state,
             "key": item.key.key,
-            "inputs": {field: names for field, names in item.stage.stage_refs().items()},
+            "inputs": {field: names for field, names in item.stage.stage_refs().items() if names},
             "config": item.stage.model_dump(mode="json"),
         }
         if recorder is not None and name in recorder.started:
@@ -167,7 +167,7 @@ def stage_results(cache, key: str) -> dict[str, Any]:
     selection = _read_json(entry / "selection.json")
     if selection is not None:
         out["selection"] = selection
-        table = entry / str(artifact.get("table", "table.txt"))
+        table = entry / str(artifact.get("selection_table") or artifact.get("table") or "table.txt")
         if table.is_file():
             out["table"] = table.read_text()
     if isinstance(metrics, dict) and "models" in metrics:

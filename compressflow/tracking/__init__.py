@@ -27,3 +27,13 @@ def open_tracker(name: str | None, pipeline):
     from compressflow.tracking.mlflow_tracker import MlflowTracker
 
     return MlflowTracker(pipeline)
+
+
+def check_tensorboard(plan) -> None:
+    """A usage error, before anything runs, when a stage that will run asks for TensorBoard
+    logs (``tensorboard: true``) and the ``tensorboard`` package is not installed."""
+    asking = [name for name in plan.to_run() if getattr(plan.stages[name].stage, "tensorboard", False)]
+    if asking and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError(f"{', '.join(asking)} {'asks' if len(asking) == 1 else 'ask'} for TensorBoard logs "
+                         "(tensorboard: true) but TensorBoard is not installed; install it with: "
+                         "pip install 'compressflow[tensorboard]'")

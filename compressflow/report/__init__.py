@@ -1,0 +1,12 @@
+"""Reports of a recorded run: a self-contained HTML page, or a Markdown summary for CI comments.
+
+Everything comes from the run record (see :mod:`compressflow.records`): the stage graph and
+statuses, the metrics of evaluate stages, the tables of select stages and the training
+histories. Plots are drawn with matplotlib (the ``[report]`` extra), imported only here.
+
+::
+
+    from compressflow.report.html import render_html
+    from compressflow.report.markdown import render_markdown
+    html = render_html(record)
+"""

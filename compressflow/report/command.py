@@ -1,0 +1,49 @@
+"""``compressflow report PIPELINE [RUN]``: write the HTML report or Markdown summary of a run."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from compressflow.errors import UsageError
+from compressflow.records import find_record
+
+EXIT_OK = 0
+
+
+def default_report_path(record: dict, pipeline_root: Path) -> Path:
+    """``.compressflow/reports/<run id>.html`` beside the pipeline."""
+    return pipeline_root / ".compressflow" / "reports" / f"{record['id']}.html"
+
+
+def write_report(args) -> int:
+    """Find the run and write its report where ``-o`` says (see the CLI help)."""
+    from compressflow.record_commands import pipeline_runs
+
+    roots, name = pipeline_runs(args.pipeline)
+    record = find_record(roots, args.run, name)
+    if args.format == "markdown":
+        from compressflow.report.markdown import render_markdown
+
+        text = render_markdown(record)
+        output = args.output or "-"
+    else:
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("the HTML report draws its plots with matplotlib, which is not installed; "
+                             "install it with: pip install 'compressflow[report]'")
+        from compressflow.report.html import render_html
+
+        text = render_html(record)
+        output = args.output or str(default_report_path(record, roots[0].parent.parent))
+    if output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    print(f"wrote {path} (run {record['id']}, {record.get('status')})")
+    return EXIT_OK
