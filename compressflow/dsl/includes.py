@@ -85,19 +85,32 @@ def _entries(document: LocatedDict, problems: Problems) -> list[tuple[str, Locat
 
 def _resolve(entry: str, file: Path | None, display: str, location: Location,
              state: _Include) -> tuple[Path | None, str]:
+    target, shown, problem = resolve_relative(entry, file, display, location, ("include",), "include",
+                                              state.root, state.allow_outside)
+    if problem is not None:
+        state.problems.append(problem)
+    return target, shown
+
+
+def resolve_relative(entry: str, file: Path | None, display: str, location: Location, path: tuple, what: str,
+                     root: Path, allow_outside: bool) -> tuple[Path | None, str, Problem | None]:
+    """``(resolved path, path as shown in messages, problem)`` of a file named in ``file``.
+
+    ``entry`` is relative to ``file`` (to the working folder for a pipeline given as a
+    mapping) and must stay inside ``root`` unless ``allow_outside``; ``what`` names the
+    entry in messages (``include``, ``recipe``), ``path`` is its document path.
+    """
     base = file.parent if file is not None else Path.cwd()
     shown = os.path.normpath(os.path.join(os.path.dirname(display), entry)) if file is not None else entry
     try:
         target = (base / os.path.expanduser(entry)).resolve()
     except (OSError, ValueError) as exc:
-        state.problems.append(Problem(f"include '{entry}' is not a usable path: {exc}", location, ("include",)))
-        return None, shown
-    if not state.allow_outside and target != state.root and state.root not in target.parents:
-        state.problems.append(Problem(
-            f"include '{entry}' is outside the pipeline's folder {state.root}", location, ("include",),
-            hint="keep included files inside the pipeline's folder, or allow outside paths explicitly"))
-        return None, shown
-    return target, shown
+        return None, shown, Problem(f"{what} '{entry}' is not a usable path: {exc}", location, path)
+    if not allow_outside and target != root and root not in target.parents:
+        return None, shown, Problem(
+            f"{what} '{entry}' is outside the pipeline's folder {root}", location, path,
+            hint=f"keep {what} files inside the pipeline's folder, or allow outside paths explicitly")
+    return target, shown, None
 
 
 def _read(target: Path, shown: str, location: Location, problems: Problems) -> LocatedDict | None:

@@ -6,9 +6,12 @@ Steps, each adding to one list of problems so that all are reported at once:
 2. expand includes and templates (:mod:`~compressflow.dsl.reuse`),
 3. apply ``--params`` files, then ``--set`` overrides (:mod:`~compressflow.dsl.overrides`),
 4. resolve ``${params.x}`` (:mod:`~compressflow.dsl.interpolate`),
-5. validate with the pydantic model (:mod:`~compressflow.dsl.validate`),
-6. check references and cycles (:mod:`~compressflow.dsl.references`),
-7. check what stages would reach outside the pipeline (:mod:`~compressflow.dsl.external`).
+5. bring in the stages of sub-pipelines (:mod:`~compressflow.dsl.subpipelines`), then
+   expand sweeps into their variants (:mod:`~compressflow.dsl.sweeps`),
+6. validate with the pydantic model (:mod:`~compressflow.dsl.validate`),
+7. check references and cycles (:mod:`~compressflow.dsl.references`) and what stages
+   require of each other (:mod:`~compressflow.dsl.cross_checks`),
+8. check what stages would reach outside the pipeline (:mod:`~compressflow.dsl.external`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from typing import Any, Iterable, Iterator, Mapping
 from compressflow.errors import Location, PipelineError, Problem
 from compressflow.dsl.external import check_external
 from compressflow.dsl.interpolate import interpolate
+from compressflow.dsl.cross_checks import cross_check
 from compressflow.dsl.located import LocatedDict, from_plain, locate_path
 from compressflow.dsl.model import Pipeline
+from compressflow.dsl.names import check_stage_names
 from compressflow.dsl.problems import Problems
 from compressflow.dsl.overrides import apply_overrides, params_file_overrides, parse_overrides
 from compressflow.dsl.references import check_references
 from compressflow.dsl.reuse import expand_reuse
+from compressflow.dsl.subpipelines import expand_subpipelines
+from compressflow.dsl.sweeps import expand_sweeps
 from compressflow.dsl.validate import validate_document
 from compressflow.dsl.yaml_source import ParsedYaml, read_yaml_file
 from compressflow.stages.registry import stage_types
@@ -80,8 +87,14 @@ def _load(source: Any, overrides: Any, params_files: Any, allow_outside_paths: b
     apply_overrides(document, params_file_overrides(params_files, problems)
                     + parse_overrides(overrides, problems), problems)
     interpolate(document, problems)
+    classes = stage_types()
+    check_stage_names(document, problems)
+    expand_subpipelines(document, path, root, allow_outside_paths, classes, problems)
+    expand_sweeps(document, classes, problems)
     validated = validate_document(document, problems)
-    graph = check_references(document, stage_types(), problems)
+    graph = check_references(document, classes, problems)
+    if not problems and validated is not None:
+        cross_check(document, dict(validated.stages), problems)
     if not problems and validated is not None:
         problems.extend(check_external(validated.stages, validated.datasets, document, root, allow_outside_paths))
     if problems or validated is None:

@@ -28,6 +28,13 @@ class Problems(list):
         """Problems added from now on about ``path`` (or inside it) are follow-ups."""
         self._invalid.setdefault(tuple(path), len(self))
 
+    def copy_invalid(self, source: tuple, target: tuple) -> None:
+        """What is unusable in or at ``source`` is so in ``target`` (a stage generated from a written one)."""
+        source, target = tuple(source), tuple(target)
+        for path, since in list(self._invalid.items()):
+            if path[:len(source)] == source:
+                self._invalid.setdefault(target + path[len(source):], since)
+
     def _is_follow_up(self, index: int, path: tuple) -> bool:
         if not self._invalid:
             return False

@@ -27,11 +27,16 @@ PIPELINE_NAME_RULE = ("a pipeline name uses only letters, digits, '_' and '-' an
                       f"(at most {MAX_NAME_LENGTH} characters)")
 
 EntryName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
+#: Keys of ``stages`` once sub-pipelines and sweeps are expanded (``int8_recipe.prune``,
+#: ``pruned[final_sparsity=0.7]``). The names users write are checked before expansion
+#: (:func:`compressflow.dsl.names.check_stage_names`) and the JSON Schema keeps ``NAME_PATTERN``.
+GeneratedStageName = Annotated[str, StringConstraints(min_length=1, max_length=64 * MAX_NAME_LENGTH)]
 PipelineName = Annotated[str, StringConstraints(pattern=PIPELINE_NAME_PATTERN, min_length=1,
                                                 max_length=MAX_NAME_LENGTH)]
 
 #: Top-level keys of a pipeline file, in the order they are documented.
-TOP_LEVEL_KEYS = ("version", "name", "seed", "include", "params", "datasets", "templates", "stages")
+TOP_LEVEL_KEYS = ("version", "name", "seed", "include", "params", "datasets", "templates", "stages",
+                  "inputs", "output")
 
 _lock = threading.Lock()
 _cache: dict[tuple, type[BaseModel]] = {}
@@ -79,6 +84,14 @@ def _build(stage_classes: list[type[Stage]], dataset_classes: list[type[Dataset]
             default_factory=dict, description="Partial stage configs; a stage says `extends: NAME` to start "
                                               "from one and overrides fields (mappings merge, other values "
                                               "are replaced).")),
-        stages=(dict[EntryName, stage_config], Field(
-            min_length=1, description="Named stages; fields such as `model` name other stages (the DAG's edges).")),
+        stages=(dict[GeneratedStageName, stage_config], Field(
+            min_length=1, description="Named stages; fields such as `model` name other stages (the DAG's edges). "
+                                      "A stage may sweep fields with `matrix: {FIELD: [values]}`.")),
+        inputs=(list[EntryName], Field(
+            default_factory=list, description="Recipes only: names the recipe's stages use as if they were "
+                                              "stages; a `type: pipeline` stage binds them (`inputs: {model: "
+                                              "trained}`).", examples=[["model"]])),
+        output=(EntryName | None, Field(
+            None, description="Recipes only: the stage a reference to the `type: pipeline` stage using this "
+                              "recipe means.", examples=["int8"])),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -39,8 +39,10 @@ def execution_order(graph: nx.DiGraph) -> list[str]:
 class Selection:
     """Which stages a command asked for (``--only``, ``--from``, ``--until``, ``--force``).
 
-    Patterns are shell-style (``pruned[*]`` matches every variant of a swept stage;
-    write ``[[]`` for a literal ``[``... or just name the stage exactly).
+    A stage is named exactly, or by a pattern where ``*`` matches any text and ``?`` one
+    character (``[`` and ``]`` are plain characters): ``'pruned[*]'`` matches every variant
+    of a swept stage, ``'int8_recipe.*'`` every stage of a sub-pipeline. The name of a swept
+    stage or of a sub-pipeline alone stands for all its variants or stages.
     """
 
     only: list[str] = field(default_factory=list)
@@ -53,10 +55,15 @@ class Selection:
 
 
 def match_stages(graph: nx.DiGraph, pattern: str, option: str) -> list[str]:
-    """Stages whose name equals or matches ``pattern``; a usage error when none does."""
+    """Stages whose name equals or matches ``pattern`` (see :class:`Selection`); a usage error when none does."""
     if pattern in graph:
         return [pattern]
-    matched = [name for name in graph.nodes if fnmatch.fnmatchcase(name, pattern)]
+    if "*" in pattern or "?" in pattern:
+        regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                           re.DOTALL)
+        matched = [name for name in graph.nodes if regex.fullmatch(name)]
+    else:  # a swept stage or a sub-pipeline by its own name
+        matched = [name for name in graph.nodes if name.startswith((pattern + "[", pattern + "."))]
     if not matched:
         hint = did_you_mean(pattern, graph.nodes)
         raise UsageError(f"{option} {pattern!r}: no such stage" + (f"; {hint}" if hint else "")

@@ -8,6 +8,7 @@ from typing import Any
 import networkx as nx
 
 from compressflow.errors import CompressflowError, PipelineError, Problem, UsageError
+from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
 from compressflow.executor.keys import StageKey, stage_key
 from compressflow.stages.base import Environment, Stage
@@ -58,8 +59,14 @@ class Plan:
 
 
 def seed_name_of(name: str) -> str:
-    """The name a stage's seed derives from: its own, without a sweep variant suffix."""
-    return name.split("[", 1)[0]
+    """The name a stage's seed derives from: its name in its own file.
+
+    Without the sweep variant (``pruned[final_sparsity=0.7]`` -> ``pruned``) and without
+    the sub-pipeline namespace (``int8_recipe.prune`` -> ``prune``): the same work seeded
+    alike gets the same key in every pipeline that uses the recipe, and the variants of a
+    sweep start from the same random state, so they differ only by what the sweep sets.
+    """
+    return local_name(name)
 
 
 def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]) -> dict[str, StageKey]:

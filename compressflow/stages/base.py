@@ -193,6 +193,14 @@ class Stage(BaseModel):
         """Text printed at the end of a run (e.g. the evaluate table)."""
         return None
 
+    def check_pipeline(self, name: str, stages: dict[str, "Stage"]) -> list[tuple[str, str]]:
+        """Rules that involve other stages of the pipeline, checked when it is loaded.
+
+        ``stages`` are every validated stage by name. Returns ``(field, message)`` for
+        each rule broken; the problem is located at ``field`` of this stage.
+        """
+        return []
+
 
 class Dataset(BaseModel):
     """Base of every dataset type's config model (entries under ``datasets:``)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, Literal
@@ -85,6 +86,18 @@ to: out/pruned.keras
                 problems.append(FieldProblem("to", f"{exc}, or set `allow_outside: true` on this stage"))
         return problems
 
+    def check_pipeline(self, name: str, stages: dict) -> list[tuple[str, str]]:
+        """Two exports may not write the same file (e.g. one export fanned out over a sweep)."""
+        target = os.path.normpath(self.to)
+        for other_name, other in stages.items():
+            if other_name == name:
+                break  # reported once, on the later stage
+            if other.kind == self.kind and os.path.normpath(other.to) == target:
+                return [("to", f"export stages '{other_name}' and '{name}' both write {self.to!r}; an export "
+                               "that uses a swept stage is repeated for every variant: export one variant, or "
+                               "the choice of a select stage")]
+        return []
+
     # -- run: prepare the export in the cache entry -----------------------------------
 
     def run(self, ctx) -> None:
@@ -104,7 +117,8 @@ to: out/pruned.keras
             "model": {"stage": source.stage, "key": source.key, "kind": source.kind,
                       "meta": {k: v for k, v in source.meta.items() if k != "file"}},
             "lineage": ctx.lineage,
-            "metrics": self._metrics(ctx, source.stage),
+            # A selected model was measured under the name of the candidate it copies.
+            "metrics": self._metrics(ctx, source.meta.get("selected", source.stage)),
             "versions": ctx.versions,
         })
         ctx.log(f"{fmt} export of {source.stage!r} ready ({conversion}); sha256 {sha256[:12]}")

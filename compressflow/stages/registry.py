@@ -32,6 +32,8 @@ BUILTIN_MODULES = (
     "compressflow.stages.distill",
     "compressflow.stages.evaluate",
     "compressflow.stages.export",
+    "compressflow.stages.select",
+    "compressflow.stages.subpipeline",
     "compressflow.data.datasets",
 )
 STAGE_GROUP = "compressflow.stages"

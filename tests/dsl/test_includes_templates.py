@@ -257,12 +257,6 @@ def test_outside_includes_can_be_allowed(project, tmp_path):
     assert load_pipeline(root / "inner" / "pipe.yaml", allow_outside_paths=True).params == {"x": 1}
 
 
-def test_matrix_is_reserved(write):
-    problem = only(problems(write("name: t\nstages:\n  s:\n    type: load\n    builder: 'm:f'\n"
-                                  "    matrix: {epochs: [1, 2]}\n")))
-    assert "not supported yet" in problem.message and problem.location.line == 6
-
-
 def test_overrides_apply_after_templates(project):
     root = project({"recipes/common.yaml": RECIPE, "pipe.yaml": """
         name: t

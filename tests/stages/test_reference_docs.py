@@ -27,6 +27,7 @@ stages:
     model: trained
     data: digits
     schedule: {type: constant, target_sparsity: 0.5}
+  check: {type: evaluate, models: [trained, pruned], baseline: trained, data: digits}
 """
 
 

@@ -1,0 +1,134 @@
+"""``select``: pick the best candidate model by one metric, under constraints against a baseline.
+
+It reads the ``metrics.json`` of an ``evaluate`` stage that measured the candidates (no
+TensorFlow), and outputs a copy of the chosen candidate's artifact: the same kind and
+files, so ``export`` (or any stage taking a model) can follow. It also writes
+``selection.json`` (the choice, every candidate's figures and verdict) and ``table.txt``,
+printed at the end of a run. When no candidate passes, the stage fails with the table.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from compressflow.errors import StageFailed
+from compressflow.stages.base import ARTIFACT_FILE, METRICS, Stage, StageName, StageNames
+from compressflow.stages.registry import register_stage
+from compressflow.stages.selection import METRICS as RANKABLE
+from compressflow.stages.selection import Constraints, choose, judge, selection_table
+
+SELECTION_FILE = "selection.json"
+TABLE_FILE = "table.txt"
+# Files of a cache entry that belong to the cache, not to the stage that made it.
+_CACHE_FILES = {ARTIFACT_FILE, "manifest.json", "key.json"}
+
+MetricName = Literal[tuple(RANKABLE)]  # type: ignore[valid-type]
+
+
+@register_stage
+class SelectStage(Stage):
+    """Pick the best candidate model by one metric of an evaluation, under constraints against its baseline."""
+
+    kind: ClassVar[str] = "select"
+    example: ClassVar[str] = """\
+candidates: [pruned]         # a swept stage stands for all its variants
+evaluation: check            # an evaluate stage that measured them, with a baseline
+metric: gzip_size
+max_accuracy_drop: 0.01
+"""
+    produces: ClassVar[str] = "model (a copy of the chosen candidate)"
+
+    type: Literal["select"] = "select"
+    candidates: StageNames = Field(min_length=1, description="Models to choose from; a swept stage's name "
+                                   "stands for all its variants.", examples=[["int8"]])
+    evaluation: StageName = Field(description="An evaluate stage that measured every candidate; constraints "
+                                  "compare with its baseline.", examples=["check"])
+    metric: MetricName = Field("gzip_size", description="What to rank by: " + ", ".join(
+        f"{name} ({metric.goal[:3]})" for name, metric in RANKABLE.items()) + ".")
+    goal: Literal["minimize", "maximize"] | None = Field(None, description="Default: the metric's own (smaller "
+                                                         "sizes and latencies, larger accuracy and ratios).")
+    max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0, description="Largest accuracy loss against "
+                                            "the baseline (0.01 = 1 point).")
+    min_compression: float | None = Field(None, gt=0.0, description="Smallest gzip-size ratio baseline / model.")
+    max_latency_ms: float | None = Field(None, gt=0.0, description="Largest median latency per sample, in ms.")
+
+    def constraints(self) -> Constraints:
+        return Constraints(self.max_accuracy_drop, self.min_compression, self.max_latency_ms)
+
+    def check_pipeline(self, name: str, stages: dict) -> list[tuple[str, str]]:
+        """The evaluation must be an evaluate stage that measures every candidate (and a baseline if compared)."""
+        evaluation = stages.get(self.evaluation)
+        if evaluation is None:
+            return []  # the reference check reports it
+        if evaluation.kind != "evaluate":
+            return [("evaluation", f"'evaluation' of stage '{name}' must name an evaluate stage; "
+                                   f"'{self.evaluation}' is a {evaluation.kind} stage")]
+        problems = []
+        missing = [candidate for candidate in self.candidates if candidate not in evaluation.models]
+        if missing:
+            problems.append(("candidates", f"candidates of stage '{name}' that evaluate stage '{self.evaluation}' "
+                                           f"does not measure: {', '.join(missing)}; add them to its 'models'"))
+        if evaluation.baseline is None and (self.max_accuracy_drop is not None or self.min_compression is not None):
+            problems.append(("evaluation", f"the constraints of stage '{name}' compare with a baseline, and "
+                                           f"evaluate stage '{self.evaluation}' has no 'baseline'"))
+        wants_latency = self.metric.startswith("latency") or self.metric == "speedup" or self.max_latency_ms
+        if wants_latency and evaluation.latency is None:
+            problems.append(("evaluation", f"stage '{name}' needs latencies, and evaluate stage "
+                                           f"'{self.evaluation}' does not measure them ('latency' is null)"))
+        return problems
+
+    def run(self, ctx) -> None:
+        from compressflow.stages.evaluate import read_metrics
+
+        evaluation = ctx.input("evaluation")
+        if evaluation.kind != METRICS:
+            raise StageFailed(f"select stage {ctx.name!r}: 'evaluation' must name an evaluate stage; "
+                              f"{evaluation.stage!r} gives {evaluation.kind}")
+        baseline, models = read_metrics(evaluation)
+        candidates = {artifact.stage: artifact for artifact in ctx.input_list("candidates")}
+        missing = [name for name in candidates if name not in models]
+        if missing:
+            raise StageFailed(f"select stage {ctx.name!r}: evaluate stage {evaluation.stage!r} did not measure "
+                              f"{', '.join(missing)}")
+        metric = RANKABLE[self.metric]
+        goal = self.goal or metric.goal
+        judged = judge(list(candidates), models, baseline, metric, self.constraints())
+        chosen = choose(judged, goal)
+        table = selection_table(judged, chosen, self.metric, goal, baseline, models.get(baseline),
+                                self.constraints())
+        if chosen is None:
+            raise StageFailed(f"select stage {ctx.name!r}: no candidate passed the constraints\n{table}")
+        artifact = candidates[chosen.name]
+        _copy_files(artifact.path, ctx.out_dir)
+        (ctx.out_dir / TABLE_FILE).write_text(table)
+        ctx.write_json(SELECTION_FILE, {
+            "selected": chosen.name, "key": artifact.key, "metric": self.metric, "goal": goal,
+            "value": chosen.value, "evaluation": evaluation.stage, "baseline": baseline,
+            "constraints": self.constraints().__dict__,
+            "candidates": [{"name": c.name, "passed": c.passed, "reasons": c.reasons, "value": c.value,
+                            "metrics": c.metrics} for c in judged],
+        })
+        ctx.log(f"selected {chosen.name} ({metric.title} {chosen.value})")
+        meta = {key: value for key, value in artifact.meta.items() if key not in ("kind", "file")}
+        meta.update(selected=chosen.name, selection=SELECTION_FILE, selection_table=TABLE_FILE)
+        ctx.set_output(artifact.kind, artifact.meta.get("file"), **meta)
+
+    def summary(self, output) -> str | None:
+        """The selection table, printed at the end of a run."""
+        path = output.path / output.meta.get("selection_table", TABLE_FILE)
+        return path.read_text() if path.exists() else None
+
+
+def _copy_files(source, target) -> None:
+    """Copy a cache entry's own files (not the cache's) into ``target``, keeping sub-folders."""
+    for item in sorted(source.iterdir()):
+        if item.name in _CACHE_FILES:
+            continue
+        if item.is_dir():
+            # NOTE: copyfile, not copy2: cache files are read-only, and the new entry is written first.
+            shutil.copytree(item, target / item.name, copy_function=shutil.copyfile)
+        else:
+            shutil.copyfile(item, target / item.name)
