@@ -20,19 +20,23 @@ from compressflow.executor.scheduler import Reporter, RunReport, run_plan
 CACHE_ENV = "COMPRESSFLOW_CACHE"
 
 
-def default_cache_dir(pipeline) -> Path:
-    """``$COMPRESSFLOW_CACHE``, else ``.compressflow/cache`` beside the pipeline file."""
+def default_cache_dir(pipeline) -> Path | str:
+    """``$COMPRESSFLOW_CACHE`` (a folder or a URL), else ``.compressflow/cache`` beside the pipeline file."""
+    from compressflow.executor.cache_open import is_remote
+
     env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env).expanduser().resolve()
+        return env if is_remote(env) else Path(env).expanduser().resolve()
     return pipeline.root / ".compressflow" / "cache"
 
 
-def open_cache(pipeline, cache_dir: str | os.PathLike[str] | None = None, *, log=None):
-    from compressflow.executor.cache import Cache
+def open_cache(pipeline, cache_dir: str | os.PathLike[str] | None = None, *, log=None, local_dir=None):
+    """The pipeline's cache: ``cache_dir`` (a folder, or an fsspec URL such as ``s3://bucket/prefix``)
+    or the default. ``local_dir`` is the read-through copy of a remote cache."""
+    from compressflow.executor.cache_open import open_cache_at
 
-    root = Path(cache_dir).expanduser().resolve() if cache_dir else default_cache_dir(pipeline)
-    return Cache(root, log=log or (lambda text: print(text, flush=True)))
+    location = cache_dir if cache_dir else default_cache_dir(pipeline)
+    return open_cache_at(location, log=log or (lambda text: print(text, flush=True)), local_dir=local_dir)
 
 
 def load(source, overrides=None, params_files=None, *, allow_outside_paths: bool = False):
@@ -70,12 +74,14 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
 
 def summaries(the_plan: Plan, cache) -> list[tuple[str, str]]:
     """Texts that stages want shown at the end of a run (e.g. evaluate's table)."""
-    from compressflow.stages.base import Artifact
+    from compressflow.stages.base import Artifact, Stage
 
     out: list[tuple[str, Any]] = []
     for name, item in the_plan.stages.items():
         if not item.requested or item.action == "skip":
             continue
+        if type(item.stage).summary is Stage.summary:
+            continue  # NOTE: no summary to show; spares a remote cache downloading the entry
         entry = cache.entry_dir(item.key.key)
         if not (entry / "artifact.json").exists():
             continue

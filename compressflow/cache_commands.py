@@ -13,11 +13,11 @@ EXIT_OK, EXIT_DAMAGED = 0, 1
 
 def _cache_for(args, pipelines):
     from compressflow.api import CACHE_ENV, open_cache
-    from compressflow.executor.cache import Cache
+    from compressflow.executor.cache_open import open_cache_at
 
     if args.cache or not pipelines:
         root = args.cache or os.environ.get(CACHE_ENV) or ".compressflow/cache"
-        return Cache(Path(root).expanduser().resolve(), log=print)
+        return open_cache_at(root, log=print)
     return open_cache(pipelines[0])
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from compressflow import __version__
 from compressflow.errors import CompressflowError
+from compressflow.executor_options import add_executor_args
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -33,8 +34,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_cache_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache", metavar="DIR",
-                   help="cache folder (default: $COMPRESSFLOW_CACHE or .compressflow/cache beside the pipeline)")
+    p.add_argument("--cache", metavar="DIR|URL",
+                   help="cache folder or fsspec URL such as s3://bucket/prefix "
+                        "(default: $COMPRESSFLOW_CACHE or .compressflow/cache beside the pipeline)")
 
 
 def _add_selection_args(p: argparse.ArgumentParser) -> None:
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                      help="run up to N independent stages at once in worker processes")
     run.add_argument("--keep-going", action="store_true", help="after a failure, finish independent branches")
+    add_executor_args(run)
     run.add_argument("--verify", action="store_true", help="rehash every cache entry read")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final summary")
     run.add_argument("--verbose", "-v", action="store_true",

@@ -50,8 +50,8 @@ def _plan(args, pipeline, cache):
 def cmd_run(args, argv: list[str]) -> int:
     from compressflow.api import open_cache, summaries
     from compressflow.cli import resume_command
-    from compressflow.executor.runners import make_runner
     from compressflow.executor.scheduler import run_plan
+    from compressflow.executor_options import build_runner
     from compressflow.progress import make_reporter
     from compressflow.run_session import RunSession
     from compressflow.tracking import check_tensorboard, open_tracker
@@ -71,7 +71,7 @@ def cmd_run(args, argv: list[str]) -> int:
     session = RunSession(pipeline, plan, cache, argv, reporter)
     session.start()
     try:
-        with make_runner(min(args.jobs, max(1, len(to_run)))) as runner:
+        with build_runner(args, cache, plan, to_run) as runner:
             report = run_plan(plan, cache, runner, session.reporter, keep_going=args.keep_going,
                               verify=args.verify, run_dir=session.dir,
                               log_dir=None if args.verbose else pipeline.root / ".compressflow" / "logs")

@@ -325,7 +325,10 @@ class RemoteCache:
         and the takeover reported through ``log``. Not re-entrant.
         """
         lease = self._lease(key, stage)
-        lease.acquire(on_wait=on_wait)
+        try:
+            lease.acquire(on_wait=on_wait)
+        except OSError as exc:
+            raise CacheError(f"cannot lock stage '{stage}' in the cache at {self.root}: {exc}") from exc
         self._held.add(key)
         try:
             yield

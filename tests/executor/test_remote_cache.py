@@ -1,0 +1,275 @@
+"""The cache on a real S3-compatible server: commit protocol, verification, read-through copy, maintenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from compressflow.errors import CacheError
+from compressflow.executor.cache_open import is_remote, open_cache_at
+from compressflow.executor.cache import Cache
+from compressflow.executor.remote_cache import RemoteCache, local_copy_dir
+from s3_server import s3_endpoint, s3_url  # noqa: F401
+
+MODEL = bytes(range(256)) * 40           # 10240 bytes
+NESTED = b"\x01\x02" * 3000
+
+
+def make_key(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+@pytest.fixture
+def messages() -> list[str]:
+    return []
+
+
+def open_remote(url: str, local: Path, messages: list[str]) -> RemoteCache:
+    return RemoteCache(url, local_dir=local, log=messages.append)
+
+
+def write_entry(cache: RemoteCache, key: str, stage: str = "pruned", model: bytes = MODEL) -> None:
+    with cache.lock(key, stage=stage):
+        with cache.writer(key, stage=stage, key_doc={"type": "prune", "stage": stage}) as out:
+            (out / "model.keras").write_bytes(model)
+            (out / "saved_model" / "variables").mkdir(parents=True)
+            (out / "saved_model" / "variables" / "data").write_bytes(NESTED)
+            (out / "saved_model" / "assets").mkdir()  # an empty directory survives the round trip
+
+
+def uploads(cache: RemoteCache, key: str) -> set[str]:
+    """Upload folders stored for ``key``."""
+    return {name.split("/", 1)[0] for name in cache.store.list_files(cache._key_prefix(key)) if "/" in name}
+
+
+def object_of(cache: RemoteCache, key: str, relative: str) -> str:
+    manifest = json.loads(cache.store.read(cache._manifest_rel(key)))
+    return f"{cache._key_prefix(key)}/{manifest['upload']}/{relative}"
+
+
+class CountingDownloads:
+    def __init__(self, cache: RemoteCache):
+        self.count = 0
+        original = cache.store.download
+
+        def download(*args, **kwargs):
+            self.count += 1
+            return original(*args, **kwargs)
+
+        cache.store.download = download  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------------- choosing
+
+
+def test_urls_open_a_remote_cache_and_paths_a_local_one(tmp_path: Path, s3_url: str) -> None:
+    assert isinstance(open_cache_at(s3_url, local_dir=tmp_path / "l"), RemoteCache)
+    assert isinstance(open_cache_at(tmp_path / "c"), Cache)
+    local = open_cache_at(f"file://{tmp_path}/c")
+    assert isinstance(local, Cache) and local.root == tmp_path / "c"
+    assert is_remote("s3://b/p") and is_remote("memory://x")
+    assert not is_remote("/tmp/x") and not is_remote("file:///tmp/x")
+
+
+def test_read_through_copy_lives_under_a_hash_of_the_url(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COMPRESSFLOW_LOCAL_CACHE", str(tmp_path / "copies"))
+    first, second = local_copy_dir("s3://b/one"), local_copy_dir("s3://b/two")
+    assert first.parent == second.parent == tmp_path / "copies"
+    assert first != second
+    assert local_copy_dir("s3://b/one/") == first
+
+
+# ---------------------------------------------------------------------------------- round trip
+
+
+def test_committed_entry_is_read_from_another_machine_and_downloaded_once(
+        tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("round trip")
+    writer = open_remote(s3_url, tmp_path / "machine-a", messages)
+    assert writer.status(key) == "miss"
+    write_entry(writer, key)
+    assert writer.status(key) == "hit"
+
+    reader = open_remote(s3_url, tmp_path / "machine-b", messages)
+    downloads = CountingDownloads(reader)
+    cheap = reader.lookup(key, stage="pruned")
+    assert cheap is not None and cheap.key_doc == {"type": "prune", "stage": "pruned"}
+    assert downloads.count == 0                       # a lookup without verify downloads nothing
+    entry = reader.lookup(key, stage="pruned", verify=True)
+    assert entry is not None
+    assert entry.path == tmp_path / "machine-b" / "entries" / key[:2] / key
+    assert (entry.path / "model.keras").read_bytes() == MODEL
+    assert (entry.path / "saved_model" / "variables" / "data").read_bytes() == NESTED
+    assert (entry.path / "saved_model" / "assets").is_dir()
+    assert downloads.count == 2                       # the two stage files; key.json is rebuilt
+    assert reader.entry_dir(key) == entry.path
+    assert downloads.count == 2
+
+    same_machine = open_remote(s3_url, tmp_path / "machine-b", messages)  # e.g. another process
+    again = CountingDownloads(same_machine)
+    assert same_machine.read_entry(key).files == entry.files
+    assert again.count == 0
+    assert messages == []
+
+
+def test_entry_dir_downloads_a_committed_entry(tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("entry dir")
+    write_entry(open_remote(s3_url, tmp_path / "a", messages), key)
+    reader = open_remote(s3_url, tmp_path / "b", messages)
+    assert (reader.entry_dir(key) / "model.keras").read_bytes() == MODEL
+    missing = make_key("never written")
+    assert not reader.entry_dir(missing).exists()
+    with pytest.raises(CacheError, match="no cache entry"):
+        reader.read_entry(missing)
+
+
+# ---------------------------------------------------------------------------------- commit protocol
+
+
+def test_partial_upload_is_never_a_hit_and_is_cleaned_by_the_next_writer(
+        tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("partial")
+    dying = open_remote(s3_url, tmp_path / "a", messages)
+    original_create = dying.store.create
+
+    def die_at_commit(rel: str, data: bytes):
+        if rel.endswith("manifest.json"):
+            raise KeyboardInterrupt("killed before the manifest was written")
+        return original_create(rel, data)
+
+    dying.store.create = die_at_commit  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        write_entry(dying, key)
+    assert len(uploads(dying, key)) == 1              # every file of the upload is there ...
+
+    other = open_remote(s3_url, tmp_path / "b", messages)
+    assert other.status(key) == "miss"                # ... but without a manifest it is no entry
+    assert other.lookup(key, stage="pruned", verify=True) is None
+    assert other.entries() == []
+    write_entry(other, key, model=b"recomputed")
+    assert len(uploads(other, key)) == 1              # the dead writer's upload was removed
+    assert (other.read_entry(key).path / "model.keras").read_bytes() == b"recomputed"
+
+
+def test_first_commit_wins_and_the_loser_upload_is_discarded(tmp_path: Path, s3_url: str,
+                                                             messages: list[str]) -> None:
+    key = make_key("race")
+    first = open_remote(s3_url, tmp_path / "a", messages)
+    second = open_remote(s3_url, tmp_path / "b", messages)
+    with first.writer(key, stage="pruned", key_doc={"type": "prune"}) as out:
+        (out / "model.keras").write_bytes(b"first")
+    # second wrote without the lock (e.g. its lease was taken over) and commits later
+    with second.writer(key, stage="pruned", key_doc={"type": "prune"}) as out:
+        (out / "model.keras").write_bytes(b"second")
+    assert len(uploads(first, key)) == 1
+    reader = open_remote(s3_url, tmp_path / "c", messages)
+    assert (reader.read_entry(key).path / "model.keras").read_bytes() == b"first"
+
+    with second.writer(key, stage="pruned", key_doc={"type": "prune"}, replace=True) as out:
+        (out / "model.keras").write_bytes(b"forced")
+    assert len(uploads(first, key)) == 1              # the replaced upload is deleted
+    fresh = open_remote(s3_url, tmp_path / "d", messages)
+    assert (fresh.read_entry(key).path / "model.keras").read_bytes() == b"forced"
+
+
+def test_stage_failure_uploads_nothing(tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("failure")
+    cache = open_remote(s3_url, tmp_path / "a", messages)
+    with pytest.raises(RuntimeError):
+        with cache.writer(key, stage="pruned", key_doc={"type": "prune"}) as out:
+            (out / "model.keras").write_bytes(MODEL)
+            raise RuntimeError("the stage failed")
+    assert cache.store.list_files(cache._key_prefix(key)) == {}
+    assert not cache.local.entry_dir(key).exists()
+
+
+# ---------------------------------------------------------------------------------- damage
+
+
+def test_truncated_object_is_damaged_reported_removed_and_recomputed(
+        tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("truncated")
+    cache = open_remote(s3_url, tmp_path / "a", messages)
+    write_entry(cache, key)
+    cache.store.put(object_of(cache, key, "model.keras"), MODEL[:1000])
+
+    reader = open_remote(s3_url, tmp_path / "b", messages)
+    assert reader.status(key) == "damaged"
+    assert reader.lookup(key, stage="pruned") is None
+    assert any("stage 'pruned'" in m and "model.keras is truncated (1000 of 10240 bytes)" in m for m in messages)
+    assert reader.status(key) == "miss"
+    assert not cache.local.entry_dir(key).exists() or reader.local_dir != cache.local_dir
+    write_entry(reader, key)
+    assert open_remote(s3_url, tmp_path / "c", messages).lookup(key, stage="pruned", verify=True) is not None
+
+
+def test_same_size_change_is_caught_when_the_entry_is_consumed(
+        tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("flipped")
+    write_entry(open_remote(s3_url, tmp_path / "a", messages), key)
+    reader = open_remote(s3_url, tmp_path / "b", messages)
+    altered = bytearray(MODEL)
+    altered[5000] ^= 0xFF
+    reader.store.put(object_of(reader, key, "model.keras"), bytes(altered))
+
+    assert reader.lookup(key, stage="pruned") is not None    # sizes still match: a cheap check passes
+    assert reader.lookup(key, stage="pruned", verify=True) is None
+    assert any("model.keras does not match its checksum" in m for m in messages)
+    assert reader.status(key) == "miss"
+    assert not reader.local.entry_dir(key).exists()
+
+
+def test_damaged_local_copy_is_downloaded_again(tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    key = make_key("local damage")
+    write_entry(open_remote(s3_url, tmp_path / "a", messages), key)
+    first = open_remote(s3_url, tmp_path / "b", messages)
+    local_model = first.read_entry(key).path / "model.keras"
+    local_model.chmod(0o644)
+    local_model.write_bytes(b"\0" * len(MODEL))
+
+    second = open_remote(s3_url, tmp_path / "b", messages)
+    entry = second.lookup(key, stage="pruned", verify=True)
+    assert entry is not None
+    assert (entry.path / "model.keras").read_bytes() == MODEL
+    assert second.status(key) == "hit"                 # the store's entry was fine all along
+
+
+# ---------------------------------------------------------------------------------- maintenance and refs
+
+
+def test_refs_entries_verify_and_gc_work_on_the_store(tmp_path: Path, s3_url: str, messages: list[str]) -> None:
+    cache = open_remote(s3_url, tmp_path / "a", messages)
+    kept, dropped, broken = make_key("kept"), make_key("dropped"), make_key("broken")
+    for key, stage in ((kept, "kept"), (dropped, "dropped"), (broken, "broken")):
+        write_entry(cache, key, stage=stage)
+    cache.set_ref("pipe", "kept", kept, {"type": "prune"})
+    assert open_remote(s3_url, tmp_path / "b", messages).get_ref("pipe", "kept")["key"] == kept
+    assert cache.get_ref("pipe", "unknown") is None
+
+    altered = bytearray(MODEL)
+    altered[0] ^= 1
+    cache.store.put(object_of(cache, broken, "model.keras"), bytes(altered))
+    listed = {info.key: info for info in cache.entries()}
+    assert set(listed) == {kept, dropped, broken}
+    assert listed[kept].stage == "kept" and listed[kept].size > len(MODEL) and not listed[kept].damaged
+    problems = cache.verify_all()
+    assert [(p.key, p.stage) for p in problems] == [(broken, "broken")]
+    assert "does not match its checksum" in problems[0].message
+    assert cache.verify_all(remove=True) and cache.status(broken) == "miss"
+
+    removed, freed = cache.gc([kept])
+    assert removed == 1 and freed >= len(MODEL)
+    assert cache.status(kept) == "hit" and cache.status(dropped) == "miss"
+    assert not cache.local.entry_dir(dropped).exists()
+    assert [info.key for info in cache.entries()] == [kept]
+
+
+def test_missing_bucket_is_a_clear_cache_error(tmp_path: Path, s3_endpoint: str, messages: list[str]) -> None:
+    cache = open_remote("s3://no-such-bucket-here/cache", tmp_path / "a", messages)
+    assert cache.status(make_key("x")) == "miss"
+    with pytest.raises(CacheError, match="s3://no-such-bucket-here/cache"):
+        with cache.lock(make_key("x"), stage="one"):
+            pass
