@@ -47,6 +47,7 @@ class _Toy(Stage):
     sleep: float = Field(0.0, ge=0)
     fail: bool = False
     blob_kib: int = Field(0, ge=0, description="Also write a blob of this many KiB.")
+    tag: str = Field("", description="Any text; part of the cache key (sweeps over it make distinct entries).")
 
 
 @register_stage
