@@ -122,7 +122,7 @@ def _expand_stage(document: LocatedDict, name: str, config: LocatedDict, file: P
         problems.mark_invalid(at)
         return None
     target, shown, location = recipe_file
-    recipe = _read_recipe(target, shown, location, state)
+    recipe = _read_recipe(target, shown, location, at + ("path",), state)
     if recipe is None:
         problems.mark_invalid(at)
         return None
@@ -138,7 +138,8 @@ def _expand_stage(document: LocatedDict, name: str, config: LocatedDict, file: P
         problems.append(Problem("a recipe needs at least one stage under 'stages'", recipe.location, ("stages",)))
         problems.mark_invalid(at)
         return None
-    bindings = _bindings(name, config, stage, declared, shown, known, problems)
+    bindings = _bindings(name, config, stage, declared, shown, known, document["stages"].key_location(name),
+                         problems)
     mapping: dict[str, tuple[str, str | None]] = {local: (namespaced(name, local), None) for local in recipe_stages}
     mapping.update(bindings)
     renamed = _namespace(name, recipe_stages, mapping, list(declared), shown, config, state)
@@ -194,13 +195,12 @@ def _recipe_file(name: str, config: LocatedDict, stage: Stage, file: Path | None
     return target, shown, location
 
 
-def _read_recipe(target: Path, shown: str, location: Location, state: _State) -> LocatedDict | None:
+def _read_recipe(target: Path, shown: str, location: Location, at: tuple, state: _State) -> LocatedDict | None:
     try:
         parsed = read_yaml_file(target, shown)
     except PipelineError as exc:
         # A file that cannot be read at all is reported where it is used.
-        state.problems.extend(problem if problem.location else Problem(problem.message, location, problem.path,
-                                                                       problem.hint)
+        state.problems.extend(problem if problem.location else Problem(problem.message, location, at, problem.hint)
                               for problem in exc.problems)
         return None
     state.problems.extend(parsed.problems)
@@ -274,7 +274,7 @@ def _escaped(value: Any) -> Any:
 
 
 def _bindings(name: str, config: LocatedDict, stage: Stage, declared: dict[str, Location], shown: str,
-              known: list[str], problems: Problems) -> dict[str, tuple[str, str | None]]:
+              known: list[str], stage_location: Location, problems: Problems) -> dict[str, tuple[str, str | None]]:
     """Recipe input -> (stage of the using file, note) for every valid binding; problems for the others."""
     given = config.get("inputs") if isinstance(config.get("inputs"), LocatedDict) else LocatedDict(config.location)
     bindings: dict[str, tuple[str, str | None]] = {}
@@ -295,7 +295,7 @@ def _bindings(name: str, config: LocatedDict, stage: Stage, declared: dict[str, 
         bindings[input_name] = (target, f"bound by 'inputs' of stage '{name}' ({given.value_location(input_name)})")
     for input_name, location in declared.items():
         if input_name not in stage.inputs:
-            where = config.key_location("inputs") if "inputs" in config else config.location
+            where = config.key_location("inputs") if "inputs" in config else stage_location
             problems.append(Problem(
                 f"recipe input '{input_name}' is not bound: add it to 'inputs' of stage '{name}'", where,
                 ("stages", name, "inputs"),
@@ -467,7 +467,7 @@ def _resolve_aliases(stages: LocatedDict, aliases: dict[str, str | None], state:
             target = aliases[base]
             if target is None:
                 members = [stage for stage in stages if stage.startswith(base + ".")]
-                state.problems.append(Problem(
+                state.problems.invalid(Problem(
                     f"'{field_name}' of stage '{name}' names the sub-pipeline '{base}', whose recipe declares no "
                     "'output'", location, ("stages", name, field_name),
                     hint="add 'output: STAGE' to the recipe, or name one of its stages: " + ", ".join(members[:10])))

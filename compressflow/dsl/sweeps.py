@@ -62,9 +62,13 @@ def expand_sweeps(document: LocatedDict, stage_classes: dict[str, type[Stage]], 
     for name, config in stages.items():
         if isinstance(config, LocatedDict) and "matrix" in config:
             kind = config.get("type")
-            found = take_matrix(document, name, config, isinstance(kind, str) and kind in stage_classes, problems)
+            known_type = isinstance(kind, str) and kind in stage_classes
+            before = len(problems)
+            found = take_matrix(document, name, config, known_type, problems)
             if found:
                 axes[name] = found
+            elif len(problems) > before:
+                problems.mark_invalid(("stages", name))  # without its sweep the stage cannot be judged
     order = _order(stages, stage_classes) if axes else None
     if order is None:
         return  # nothing swept (or a cycle, which the reference check reports)

@@ -59,25 +59,31 @@ max_accuracy_drop: 0.01
         return Constraints(self.max_accuracy_drop, self.min_compression, self.max_latency_ms)
 
     def check_pipeline(self, name: str, stages: dict) -> list[tuple[str, str]]:
-        """The evaluation must be an evaluate stage that measures every candidate (and a baseline if compared)."""
+        """The evaluation must measure every candidate (and have a baseline when constraints compare).
+
+        Any stage type that writes evaluate's ``metrics.json`` may be the evaluation; its
+        ``models``, ``baseline`` and ``latency`` fields are checked when it has them.
+        """
         evaluation = stages.get(self.evaluation)
         if evaluation is None:
             return []  # the reference check reports it
-        if evaluation.kind != "evaluate":
+        if evaluation.produces != METRICS:
             return [("evaluation", f"'evaluation' of stage '{name}' must name an evaluate stage; "
                                    f"'{self.evaluation}' is a {evaluation.kind} stage")]
         problems = []
-        missing = [candidate for candidate in self.candidates if candidate not in evaluation.models]
+        measured = getattr(evaluation, "models", None)
+        missing = [candidate for candidate in self.candidates if measured is not None and candidate not in measured]
         if missing:
-            problems.append(("candidates", f"candidates of stage '{name}' that evaluate stage '{self.evaluation}' "
+            problems.append(("candidates", f"candidates of stage '{name}' that stage '{self.evaluation}' "
                                            f"does not measure: {', '.join(missing)}; add them to its 'models'"))
-        if evaluation.baseline is None and (self.max_accuracy_drop is not None or self.min_compression is not None):
+        compares = self.max_accuracy_drop is not None or self.min_compression is not None
+        if compares and getattr(evaluation, "baseline", "") is None:
             problems.append(("evaluation", f"the constraints of stage '{name}' compare with a baseline, and "
-                                           f"evaluate stage '{self.evaluation}' has no 'baseline'"))
+                                           f"stage '{self.evaluation}' has no 'baseline'"))
         wants_latency = self.metric.startswith("latency") or self.metric == "speedup" or self.max_latency_ms
-        if wants_latency and evaluation.latency is None:
-            problems.append(("evaluation", f"stage '{name}' needs latencies, and evaluate stage "
-                                           f"'{self.evaluation}' does not measure them ('latency' is null)"))
+        if wants_latency and getattr(evaluation, "latency", "") is None:
+            problems.append(("evaluation", f"stage '{name}' needs latencies, and stage '{self.evaluation}' "
+                                           "does not measure them ('latency' is null)"))
         return problems
 
     def run(self, ctx) -> None:
