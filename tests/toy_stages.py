@@ -2,6 +2,8 @@
 
 Each run appends ``<stage name> <pid>`` to the file named by ``TOY_RUN_LOG`` (when set), so
 tests can tell which stages were computed and how many times.
+A stage named by ``TOY_BLOCK`` records its run and then never finishes (tests kill it
+while it holds its lock).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def _record(ctx) -> None:
 
 def _work(self, ctx) -> None:
     _record(ctx)
+    while os.environ.get("TOY_BLOCK") == ctx.name:
+        time.sleep(1)
     if self.sleep:
         time.sleep(self.sleep)
     if self.fail:
