@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, METRICS, TFLITE_MODEL, DatasetName, Stage, StageName, StageNames
 from compressflow.stages.load import TF_LIBRARIES
+from compressflow.stages.gates import is_named
 from compressflow.stages.registry import register_stage
 
 
@@ -94,7 +95,8 @@ require: {max_accuracy_drop: 0.01}
         if self.require is not None and self.baseline is None and (
                 self.require.max_accuracy_drop is not None or self.require.min_compression is not None):
             raise ValueError("'require' against a baseline needs 'baseline'")
-        unknown = [name for name in (self.require.models or []) if name not in self.models] if self.require else []
+        unknown = [name for name in (self.require.models or [])
+                   if not any(is_named(model, [name]) for model in self.models)] if self.require else []
         if unknown:
             raise ValueError(f"'require.models' names {', '.join(map(repr, unknown))}, not in 'models'")
         if self.require is not None and self.require.max_latency_ms is not None and self.latency is None:

@@ -89,14 +89,13 @@ to: out/pruned.keras
     def check_pipeline(self, name: str, stages: dict) -> list[tuple[str, str]]:
         """Two exports may not write the same file (e.g. one export fanned out over a sweep)."""
         target = os.path.normpath(self.to)
-        for other_name, other in stages.items():
-            if other_name == name:
-                break  # reported once, on the later stage
-            if other.kind == self.kind and os.path.normpath(other.to) == target:
-                return [("to", f"export stages '{other_name}' and '{name}' both write {self.to!r}; an export "
-                               "that uses a swept stage is repeated for every variant: export one variant, or "
-                               "the choice of a select stage")]
-        return []
+        writers = [other_name for other_name, other in stages.items()
+                   if other.kind == self.kind and os.path.normpath(other.to) == target]
+        if len(writers) < 2 or writers[1] != name:
+            return []  # reported once, on the second stage that writes it
+        shown = ", ".join(f"'{writer}'" for writer in writers[:3]) + (" ..." if len(writers) > 3 else "")
+        return [("to", f"{len(writers)} export stages write {self.to!r} ({shown}); an export that uses a swept "
+                       "stage is repeated for every variant: export one variant, or the choice of a select stage")]
 
     # -- run: prepare the export in the cache entry -----------------------------------
 

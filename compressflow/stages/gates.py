@@ -8,13 +8,14 @@ from typing import Any
 def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str | None) -> list[str]:
     """One message per (model, requirement) that is not met.
 
-    The models checked are ``require.models``, or every model but the baseline.
+    The models checked are ``require.models``, or every model but the baseline; the name
+    of a swept stage there stands for all its variants.
     """
     problems = []
     base = models.get(baseline) if baseline is not None else None
     gated = require.models if require.models is not None else [name for name in models if name != baseline]
     for name, metrics in models.items():
-        if name not in gated:
+        if not is_named(name, gated):
             continue
         if require.max_accuracy_drop is not None and base is not None:
             drop = base["accuracy"] - metrics["accuracy"]
@@ -37,6 +38,11 @@ def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str
                     f"model {name!r}: median latency {latency:.3f} ms per sample is above "
                     f"max_latency_ms {require.max_latency_ms:g} ms")
     return problems
+
+
+def is_named(model: str, names: list[str]) -> bool:
+    """Whether ``names`` holds ``model``, or the swept stage it is a variant of (``int8`` for ``int8[method=dynamic]``)."""
+    return model in names or model.split("[", 1)[0] in names
 
 
 def _times(ratio: float | None) -> str:

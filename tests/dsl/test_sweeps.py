@@ -198,3 +198,16 @@ def test_names_and_seeds_of_generated_stages():
     assert base_name(name) == "int8_recipe.prune" and local_name(name) == "prune"
     assert seed_name_of(name) == seed_name_of("prune") == "prune"
     assert seed_name_of("pruned[final_sparsity=0.7]") == "pruned"
+
+
+def test_require_models_of_evaluate_may_name_a_swept_stage(write):
+    pipeline = load(write, PRUNED + "  check: {type: evaluate, models: [trained, pruned], baseline: trained, "
+                                    "data: digits, require: {models: [pruned], max_accuracy_drop: 0.01}}\n")
+    assert pipeline.stages["check"].require.models == ["pruned"]
+
+
+def test_an_export_fanned_out_over_a_sweep_is_refused(problems_of):
+    problem = only(problems_of(HEAD + PRUNED + "  release: {type: export, model: pruned, to: out/m.keras}\n"))
+    assert problem.message.startswith("3 export stages write 'out/m.keras' ('release[final_sparsity=0.7]', "
+                                      "'release[final_sparsity=0.8]', 'release[final_sparsity=0.9]')")
+    assert problem.location.line == 14
