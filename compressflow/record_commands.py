@@ -79,7 +79,7 @@ def format_record(record: dict[str, Any]) -> str:
             continue
         why = stage.get("error") or "; ".join(stage.get("reasons", []))
         rows.append((name, stage.get("type", ""), stage.get("status", ""),
-                     _seconds(stage.get("seconds")) if stage.get("status") not in ("cached", "skipped") else "",
+                     _seconds(stage.get("seconds")) if stage.get("status") in ("ran", "failed") else "",
                      stage.get("key", "")[:12], why.splitlines()[0] if why else ""))
     lines.append(_table(rows))
     for name, stage in record.get("stages", {}).items():

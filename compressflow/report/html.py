@@ -147,7 +147,7 @@ def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
         latency_text = "-" if m.get("latency_ms_median") is None else (
             readable(m["latency_ms_median"]) + (f" ({readable(p90)})" if p90 is not None else ""))
         rows.append(
-            f"<tr class='{'baseline' if is_base else ''}'><td><b>{escape(name)}</b>{tags}</td>"
+            f"<tr class='{'baseline' if is_base else ''}' data-model='{escape(name)}'><td><b>{escape(name)}</b>{tags}</td>"
             f"<td>{escape(str(m.get('label', m.get('kind', ''))))}</td>"
             + cell(_percent(m.get("accuracy")), "accuracy") + cell(delta_cell, extra=delta_class)
             + cell(f"{m.get('nonzero_params', 0):,} / {m.get('params', 0):,}")
