@@ -86,7 +86,8 @@ def markdown_reference(*, built_in_only: bool = False) -> str:
         for kind, cls in sorted(types.items()):
             if built_in_only and not _built_in(cls):
                 continue
-            out += [f"### `{kind}`", "", (cls.__doc__ or "").strip(), "",
+            origin = [] if _built_in(cls) else [f"*From the plugin `{cls.__module__.split('.')[0]}`.*", ""]
+            out += [f"### `{kind}`", "", *origin, (cls.__doc__ or "").strip(), "",
                     "| field | type | default | description |", "|---|---|---|---|"]
             for name, type_name, default, description in field_rows(cls):
                 cell = description.replace("|", "\\|")
@@ -99,5 +100,19 @@ def markdown_reference(*, built_in_only: bool = False) -> str:
     return "\n".join(out)
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m compressflow.stages.describe [--plugins]``: the reference as Markdown.
+
+    Without ``--plugins`` only the built-in types (what docs/stages.md holds); with it,
+    the installed plugins' types too, each marked with the package it comes from.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m compressflow.stages.describe")
+    parser.add_argument("--plugins", action="store_true", help="also describe stage types from installed plugins")
+    args = parser.parse_args(argv)
+    print(markdown_reference(built_in_only=not args.plugins))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    print(markdown_reference(built_in_only=True))
+    main()

@@ -50,7 +50,8 @@ class Constraints:
     def describe(self) -> str:
         parts = []
         if self.max_accuracy_drop is not None:
-            parts.append(f"accuracy drop <= {self.max_accuracy_drop * 100:g} points")
+            points = self.max_accuracy_drop * 100
+            parts.append(f"accuracy drop <= {points:g} point{'' if points == 1 else 's'}")
         if self.min_compression is not None:
             parts.append(f"gzip compression >= {self.min_compression:g}x")
         if self.max_latency_ms is not None:
