@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -35,7 +36,9 @@ def venv(tmp_path_factory):
            if key not in ("COMPRESSFLOW_PLUGINS", "PYTHONPATH", "VIRTUAL_ENV", "PIP_FIND_LINKS")}
     env["PATH"] = f"{root / 'venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     pip = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-    for target in (["-e", str(REPO)], [str(PLUGIN)]):
+    plugin = root / "plugin-source"  # a copy: building leaves build/ and *.egg-info/ beside the sources
+    shutil.copytree(PLUGIN, plugin, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    for target in (["-e", str(REPO)], [str(plugin)]):
         done = subprocess.run(pip + target, env=env, capture_output=True, text=True, cwd=root)
         assert done.returncode == 0, done.stderr
     return root / "venv" / "bin", env
