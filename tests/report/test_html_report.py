@@ -3,66 +3,13 @@
 from __future__ import annotations
 
 import base64
-import struct
-from html.parser import HTMLParser
 
 import pytest
 
 from compressflow.report.data import pareto_front
 from experience_helpers import MODELS, PARETO, shop  # noqa: F401  (fixture)
 from helpers import cli
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class _Page(HTMLParser):
-    """Collects table rows (cell texts), image sources and section titles."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self.models: dict[str, list[str]] = {}  # rows of the models table, by model
-        self.images: list[str] = []
-        self.titles: list[str] = []
-        self.svgs = 0
-        self._cell: list[str] | None = None
-        self._title: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "tr":
-            self.rows.append([])
-            model = dict(attrs).get("data-model")
-            if model is not None:
-                self.models[model] = self.rows[-1]
-        elif tag in ("td", "th"):
-            self._cell = []
-        elif tag == "img":
-            self.images.append(dict(attrs)["src"])
-        elif tag == "h2":
-            self._title = []
-        elif tag == "svg":
-            self.svgs += 1
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.rows[-1].append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "h2" and self._title is not None:
-            self.titles.append("".join(self._title).strip())
-            self._title = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._title is not None:
-            self._title.append(data)
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == PNG_SIGNATURE, "not a PNG"
-    assert data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
-
+from report_helpers import ReportPage, png_size
 
 def test_pareto_front_keeps_what_nothing_beats_on_both_size_and_accuracy():
     points = {"big": (100, 0.95), "better": (50, 0.97), "tiny": (10, 0.90), "worse": (60, 0.90),
@@ -78,10 +25,9 @@ def test_html_report_has_every_model_valid_plots_and_the_stage_graph(shop):
     reports = list((shop.parent / ".compressflow" / "reports").glob("*.html"))
     assert len(reports) == 1 and str(reports[0]) in result.out
     html = reports[0].read_text()
-    page = _Page()
-    page.feed(html)
+    page = ReportPage(html)
     assert "Models — check" in page.titles and "Pipeline" in page.titles and "Training" in page.titles
-    header = next(row for row in page.rows if row and row[0] == "model")
+    header = page.header()
     assert header[:4] == ["model", "format", "accuracy", "Δ accuracy"]
     table = page.models
     assert set(table) == set(MODELS) and all(len(row) == len(header) for row in table.values())
@@ -95,7 +41,7 @@ def test_html_report_has_every_model_valid_plots_and_the_stage_graph(shop):
     assert len(page.images) == 4  # accuracy vs size, latency, sparsity per layer, training curves
     for source in page.images:
         assert source.startswith("data:image/png;base64,")
-        width, height = _png_size(base64.b64decode(source.split(",", 1)[1], validate=True))
+        width, height = png_size(base64.b64decode(source.split(",", 1)[1], validate=True))
         assert width >= 400 and height >= 150
     assert page.svgs == 1 and all(f">{name}</text>" in html for name in (*MODELS, "medium", "check"))
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html, \
@@ -121,8 +67,7 @@ def test_report_of_a_failed_run_says_so(shop):
     assert cli("run", shop).code == 1
     out = shop.parent / "r.html"
     assert cli("report", shop, "latest", "-o", out).code == 0
-    page = _Page()
-    page.feed(out.read_text())
+    page = ReportPage(out.read_text())
     stages = {row[0]: row for row in page.rows if len(row) == 6 and row[0] != "stage"}
     assert stages["large"][2] == "failed" and "failed on purpose" in stages["large"][5]
     assert stages["check"][2] in ("blocked", "not run")
