@@ -25,12 +25,19 @@ DUMMY_AWS_ENV = {
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """Start moto's S3 server on a free loopback port; yield its URL."""
+def s3_endpoint(tmp_path_factory):
+    """Start moto's S3 server on a free loopback port; yield its URL.
+
+    Read-through copies go to a temporary folder unless a test says otherwise.
+    """
+    import logging
+
     from moto.server import ThreadedMotoServer
 
-    saved = {name: os.environ.get(name) for name in (*DUMMY_AWS_ENV, "AWS_ENDPOINT_URL")}
+    saved = {name: os.environ.get(name) for name in (*DUMMY_AWS_ENV, "AWS_ENDPOINT_URL", "COMPRESSFLOW_LOCAL_CACHE")}
     os.environ.update(DUMMY_AWS_ENV)
+    os.environ["COMPRESSFLOW_LOCAL_CACHE"] = str(tmp_path_factory.mktemp("read-through"))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
