@@ -66,7 +66,7 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     pipeline = (source if hasattr(source, "stages")
                 else load(source, overrides, params_files, allow_outside_paths=allow_outside_paths))
     cache = open_cache(pipeline, cache_dir)
-    the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths)
+    the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths, verify=verify)
     reporter = reporter or LineReporter()
     with make_runner(jobs if the_plan.to_run() else 1) as runner:
         return run_plan(the_plan, cache, runner, reporter, keep_going=keep_going, verify=verify)

@@ -41,7 +41,8 @@ def _selection(args):
 def _plan(args, pipeline, cache):
     from compressflow.executor.plan import make_plan
 
-    return make_plan(pipeline, cache, _selection(args), allow_outside_paths=args.allow_outside_paths)
+    return make_plan(pipeline, cache, _selection(args), allow_outside_paths=args.allow_outside_paths,
+                     verify=getattr(args, "verify", False))
 
 
 # --------------------------------------------------------------------------- run / plan

@@ -110,8 +110,13 @@ def needed_stages(graph: nx.DiGraph, requested: set[str]) -> set[str]:
 
 
 def make_plan(pipeline, cache, selection: Selection | None = None, *,
-              allow_outside_paths: bool = False) -> Plan:
-    """Decide, for every stage, ``cached`` / ``run`` / ``skip`` and the reasons."""
+              allow_outside_paths: bool = False, verify: bool = False) -> Plan:
+    """Decide, for every stage, ``cached`` / ``run`` / ``skip`` and the reasons.
+
+    An entry counts as cached when its files match its manifest's list and sizes; with
+    ``verify`` their sha256 too, and an entry that fails is reported, removed and planned
+    to run again (the plan then acts on the cache: use it for a run).
+    """
     selection = selection or Selection()
     graph = build_graph(pipeline)
     order = execution_order(graph)
@@ -130,6 +135,10 @@ def make_plan(pipeline, cache, selection: Selection | None = None, *,
         if name not in needed:
             continue
         status = cache.status(key.key)
+        if verify and status == "hit" and name not in forced:
+            # NOTE: the cheap status check compares sizes only; a same-size change needs the rehash.
+            if cache.lookup(key.key, stage=name, verify=True) is None:
+                status = "damaged"
         if name in forced:
             item.action, item.reasons = RUN, ["forced"]
         elif status == "hit":
