@@ -75,8 +75,11 @@ def dag_svg(record: dict[str, Any]) -> str:
         left = column_x[column] + (column_width[column] - width[name]) / 2
         return left, top, width[name]
 
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='dag' width='{column_x[-1] + column_width[-1] + MARGIN:.0f}' "
-             f"height='{total_height:.0f}' font-family='system-ui, sans-serif' font-size='12'>",
+    total_width = column_x[-1] + column_width[-1] + MARGIN
+    # NOTE: the viewBox lets the page scale the picture down when it is wider than the page.
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='dag' width='{total_width:.0f}' "
+             f"height='{total_height:.0f}' viewBox='0 0 {total_width:.0f} {total_height:.0f}' "
+             "font-family='system-ui, sans-serif' font-size='12'>",
              "<defs><marker id='arrow' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='7' markerHeight='7' "
              "orient='auto-start-reverse'><path d='M 0 0 L 10 5 L 0 10 z' fill='#78909c'/></marker></defs>"]
     for a, b in edges:

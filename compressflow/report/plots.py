@@ -7,6 +7,7 @@ and returns PNG bytes, or None when there is nothing to draw.
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from compressflow.report.data import Evaluation, TrainingCurve
@@ -50,10 +51,12 @@ def accuracy_vs_size(evaluation: Evaluation, selected: list[str] = ()) -> bytes 
     from matplotlib.lines import Line2D
 
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    axes.set_xscale("log")
     front = [n for n in evaluation.pareto() if n in points]
     if len(front) > 1:
         xs, ys = zip(*(points[n] for n in front))
         axes.step(xs, ys, where="post", color=FRONT_COLOR, linewidth=1.5, alpha=0.8, zorder=1)
+    offsets = _label_offsets(axes, points)
     for name, (x, y) in points.items():
         metrics = evaluation.models[name]
         on_front = name in front
@@ -64,8 +67,7 @@ def accuracy_vs_size(evaluation: Evaluation, selected: list[str] = ()) -> bytes 
         if name in selected:
             axes.scatter([x], [y], s=320, marker="*", facecolors="none", edgecolors="#c62828", linewidths=1.4,
                          zorder=4)
-        axes.annotate(name, (x, y), textcoords="offset points", xytext=(7, 5), fontsize=8.5)
-    axes.set_xscale("log")
+        axes.annotate(name, (x, y), textcoords="offset points", xytext=offsets[name], fontsize=8.5)
     axes.set_xlabel("gzip size (KiB, log scale)")
     axes.set_ylabel("accuracy (%)")
     low = min(y for _, y in points.values())
@@ -88,6 +90,31 @@ def accuracy_vs_size(evaluation: Evaluation, selected: list[str] = ()) -> bytes 
     axes.legend(handles=legend, loc="best", fontsize=8, framealpha=0.9)
     axes.set_title("Accuracy against compressed size", fontsize=10)
     return _png(figure)
+
+
+def _label_offsets(axes, points: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Offsets (in points) for the labels of ``points`` (x on a log scale) so that the labels of
+    close points do not overlap: a label that would cover an earlier one moves down a line."""
+    figure = axes.get_figure()
+    width_pt = figure.get_figwidth() * 72 * 0.8   # about the axes' share of the figure
+    height_pt = figure.get_figheight() * 72 * 0.75
+    us = [math.log10(x) for x, _ in points.values()]
+    vs = [y for _, y in points.values()]
+    u_span = (max(us) - min(us)) or 1.0
+    v_span = (max(vs) - min(vs)) or 1.0
+    line, char = 11.0, 5.2  # label height and character width in points
+    placed: list[tuple[float, float, float]] = []  # (left, bottom, right) of labels, in points
+    offsets = {}
+    for name, (x, y) in sorted(points.items(), key=lambda item: (-item[1][1], item[1][0])):
+        px = (math.log10(x) - min(us)) / u_span * width_pt
+        py = (y - min(vs)) / v_span * height_pt
+        dy = 5.0
+        left, right = px + 7.0, px + 7.0 + char * len(name)
+        while any(left < r and l < right and abs(py + dy - b) < line for l, b, r in placed):
+            dy -= line
+        placed.append((left, py + dy, right))
+        offsets[name] = (7.0, dy)
+    return offsets
 
 
 def latency(evaluation: Evaluation) -> bytes | None:
@@ -132,7 +159,7 @@ def layer_sparsity(evaluation: Evaluation) -> bytes | None:
     for per_layer in models.values():
         layers.extend(layer for layer in per_layer if layer not in layers)
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(10.5, 3.4))
+    figure, axes = plt.subplots(figsize=(10.5, 3.0))
     width = 0.8 / len(models)
     for i, (name, per_layer) in enumerate(models.items()):
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(layers))]
