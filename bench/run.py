@@ -1,0 +1,94 @@
+"""Run the benchmark suite and write BENCHMARKS.md.
+
+    python bench/run.py [--smoke] [--out BENCHMARKS.md] [--repetitions N] [--no-dvc] [--keep]
+
+Measures, in one run on this machine, compressflow next to what a user would do instead
+(a hand-written TensorFlow script, ``import tensorflow``, ``dvc repro``), plus the planner's
+scale and the compression outcome of every technique. ``--smoke`` runs the smallest sizes,
+one repetition and tiny epochs (a check that the suite works, not a measurement). All
+figures and the raw measurements also go to ``results.json`` beside the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import digits_runs  # noqa: E402
+import dvc_compare  # noqa: E402
+import machine  # noqa: E402
+import outcome  # noqa: E402
+import parallel  # noqa: E402
+import report  # noqa: E402
+import scale  # noqa: E402
+from common import BENCH_DIR, REPO_DIR, log  # noqa: E402
+from settings import Settings  # noqa: E402
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes, one repetition, tiny epochs")
+    parser.add_argument("--out", type=Path, default=REPO_DIR / "BENCHMARKS.md", help="report file to write")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder for results.json and the plot (default: bench/results, or beside --out "
+                             "in smoke mode)")
+    parser.add_argument("--repetitions", type=int, default=None, help="repetitions of each timing (default 3)")
+    parser.add_argument("--no-dvc", action="store_true", help="skip the comparison with DVC (and its install)")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    return parser.parse_args(argv)
+
+
+def save(results: dict, results_dir: Path) -> None:
+    (results_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python bench/run.py" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="compressflow-bench-"))
+    results_dir = args.results or (args.out.resolve().parent / "bench-results" if args.smoke
+                                   else BENCH_DIR / "results")
+    settings = Settings.make(workdir, results_dir, smoke=args.smoke, repetitions=args.repetitions,
+                             dvc=not args.no_dvc)
+    results: dict = {"command": command, "smoke": args.smoke, "repetitions": settings.repetitions,
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine.describe()}
+    started = time.perf_counter()
+    results_dir.mkdir(parents=True, exist_ok=True)
+
+    def section(name: str, measure) -> None:
+        section_started = time.perf_counter()
+        results[name] = measure()
+        results.setdefault("section_seconds", {})[name] = time.perf_counter() - section_started
+        save(results, results_dir)  # NOTE: partial results survive a failure in a later section
+
+    try:
+        section("digits", lambda: digits_runs.measure(settings))
+        pipeline, cache = Path(results["digits"]["pipeline"]), Path(results["digits"]["caches"][0])
+        section("dvc", lambda: dvc_compare.measure(
+            settings, lambda: digits_runs.run_compressflow(pipeline, cache, settings.digits_overrides).seconds))
+        section("parallel", lambda: parallel.measure(settings))
+        section("scale", lambda: scale.measure(settings))
+        section("outcome", lambda: outcome.measure(settings))
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["seconds"] = time.perf_counter() - started
+    results["load_average_end"] = os.getloadavg()
+    save(results, results_dir)
+    args.out.write_text(report.render(results, out_path=args.out.resolve(), results_dir=results_dir))
+    log(f"wrote {args.out} in {results['seconds'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
