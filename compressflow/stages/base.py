@@ -193,11 +193,13 @@ class Stage(BaseModel):
         """Text printed at the end of a run (e.g. the evaluate table)."""
         return None
 
-    def check_pipeline(self, name: str, stages: dict[str, "Stage"]) -> list[tuple[str, str]]:
-        """Rules that involve other stages of the pipeline, checked when it is loaded.
+    @classmethod
+    def check_pipeline(cls, stages: dict[str, "Stage"]) -> list[tuple[str, str, str]]:
+        """Rules that involve several stages, checked once per stage type when a pipeline is loaded.
 
-        ``stages`` are every validated stage by name. Returns ``(field, message)`` for
-        each rule broken; the problem is located at ``field`` of this stage.
+        ``stages`` are every validated stage of the pipeline by name (of every type).
+        Returns ``(stage name, field, message)`` for each rule a stage of this type
+        breaks; the problem is located at that field of that stage.
         """
         return []
 

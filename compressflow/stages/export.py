@@ -86,16 +86,21 @@ to: out/pruned.keras
                 problems.append(FieldProblem("to", f"{exc}, or set `allow_outside: true` on this stage"))
         return problems
 
-    def check_pipeline(self, name: str, stages: dict) -> list[tuple[str, str]]:
+    @classmethod
+    def check_pipeline(cls, stages: dict) -> list[tuple[str, str, str]]:
         """Two exports may not write the same file (e.g. one export fanned out over a sweep)."""
-        target = os.path.normpath(self.to)
-        writers = [other_name for other_name, other in stages.items()
-                   if other.kind == self.kind and os.path.normpath(other.to) == target]
-        if len(writers) < 2 or writers[1] != name:
-            return []  # reported once, on the second stage that writes it
-        shown = ", ".join(f"'{writer}'" for writer in writers[:3]) + (" ..." if len(writers) > 3 else "")
-        return [("to", f"{len(writers)} export stages write {self.to!r} ({shown}); an export that uses a swept "
-                       "stage is repeated for every variant: export one variant, or the choice of a select stage")]
+        writers: dict[str, list[str]] = {}
+        for name, stage in stages.items():
+            if isinstance(stage, cls):
+                writers.setdefault(os.path.normpath(stage.to), []).append(name)
+        problems = []
+        for names in writers.values():
+            if len(names) > 1:
+                shown = ", ".join(f"'{name}'" for name in names[:3]) + (" ..." if len(names) > 3 else "")
+                problems.append((names[1], "to", f"{len(names)} export stages write {stages[names[0]].to!r} ({shown}); "
+                                 "an export that uses a swept stage is repeated for every variant: export one "
+                                 "variant, or the choice of a select stage"))
+        return problems
 
     # -- run: prepare the export in the cache entry -----------------------------------
 

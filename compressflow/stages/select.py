@@ -58,12 +58,17 @@ max_accuracy_drop: 0.01
     def constraints(self) -> Constraints:
         return Constraints(self.max_accuracy_drop, self.min_compression, self.max_latency_ms)
 
-    def check_pipeline(self, name: str, stages: dict) -> list[tuple[str, str]]:
+    @classmethod
+    def check_pipeline(cls, stages: dict) -> list[tuple[str, str, str]]:
         """The evaluation must measure every candidate (and have a baseline when constraints compare).
 
         Any stage type that writes evaluate's ``metrics.json`` may be the evaluation; its
         ``models``, ``baseline`` and ``latency`` fields are checked when it has them.
         """
+        return [(name, field_name, message) for name, stage in stages.items() if isinstance(stage, cls)
+                for field_name, message in stage._check_evaluation(name, stages)]
+
+    def _check_evaluation(self, name: str, stages: dict) -> list[tuple[str, str]]:
         evaluation = stages.get(self.evaluation)
         if evaluation is None:
             return []  # the reference check reports it
@@ -72,6 +77,7 @@ max_accuracy_drop: 0.01
                                    f"'{self.evaluation}' is a {evaluation.kind} stage")]
         problems = []
         measured = getattr(evaluation, "models", None)
+        measured = set(measured) if measured is not None else None
         missing = [candidate for candidate in self.candidates if measured is not None and candidate not in measured]
         if missing:
             problems.append(("candidates", f"candidates of stage '{name}' that stage '{self.evaluation}' "

@@ -19,7 +19,7 @@ from compressflow.stages.registry import register_stage
 
 @register_stage
 class PipelineStage(Stage):
-    """Stages of a recipe file, namespaced as `<this stage>.<recipe stage>`; a reference to this stage means the recipe's `output`."""
+    """Use a recipe file's stages here, named `<this stage>.<recipe stage>`; this stage's name means its `output`."""
 
     kind: ClassVar[str] = "pipeline"
     produces: ClassVar[str] = "the recipe output's artifact"

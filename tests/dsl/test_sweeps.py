@@ -168,7 +168,8 @@ def test_matrix_on_a_missing_nested_field_follows_the_chosen_type(problems_of):
     ("{'epochs.': [1]}", "is not a field path", 7),
 ])
 def test_bad_matrices(problems_of, matrix, message, line):
-    problem = only(problems_of(HEAD + f"  tuned: {{type: fine_tune, model: trained, data: digits, matrix: {matrix}}}\n"))
+    problem = only(problems_of(HEAD + "  tuned: {type: fine_tune, model: trained, data: digits, "
+                                      f"matrix: {matrix}}}\n"))
     assert message in problem.message
     assert problem.location.line == line
 
