@@ -78,3 +78,31 @@ def test_report_of_a_failed_run_says_so(shop):
 def test_report_without_runs_or_with_an_unknown_run_is_a_usage_error(shop, ref):
     result = cli("report", shop, ref)
     assert result.code == 2 and "Traceback" not in result.text
+
+
+def test_selection_of_a_select_stage_is_shown_and_marked(shop):
+    import json
+
+    from compressflow.report.html import render_html
+    from compressflow.report.markdown import render_markdown
+
+    assert cli("run", shop).code == 0
+    record = json.loads(next((shop.parent / ".compressflow" / "runs").glob("*/run.json")).read_text())
+    record["stages"]["best"] = {  # what a select stage's record holds (selection.json and its table)
+        "type": "select", "status": "ran", "key": "ab" * 32, "seconds": 0.1, "reasons": ["new"],
+        "inputs": {"candidates": ["tuned", "small"], "evaluation": ["check"]},
+        "selection": {"selected": "tuned", "metric": "gzip_size", "goal": "minimize", "value": 45000,
+                      "evaluation": "check", "baseline": "large",
+                      "candidates": [{"name": "tuned", "passed": True, "reasons": [], "value": 45000},
+                                     {"name": "small", "passed": False, "value": 22500,
+                                      "reasons": ["accuracy drop 2.00 points > 1 point"]}]},
+        "table": "candidate  gzip size\ntuned *    43.9 KiB\n"}
+    page = ReportPage(render_html(record))
+    assert "Selection — best" in page.titles
+    assert "selected" in page.models["tuned"][0] and "selected" not in page.models["small"][0]
+    candidates = {row[0].replace("selected", ""): row for row in page.rows if len(row) == 3 and row[0] != "candidate"}
+    assert candidates["tuned"][2] == "✓ passed"
+    assert candidates["small"][2] == "✗ accuracy drop 2.00 points > 1 point"
+    markdown = render_markdown(record)
+    assert "Selected **tuned** by gzip_size (minimize)." in markdown
+    assert "| **tuned** ★ ✔ selected |" in markdown
