@@ -32,7 +32,7 @@ def _png(figure) -> bytes:
     plt = _pyplot()
     buffer = io.BytesIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=_DPI)
+    figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight", pad_inches=0.08)
     plt.close(figure)
     return buffer.getvalue()
 
@@ -195,5 +195,8 @@ def training(curves: list[TrainingCurve]) -> bytes | None:
     for axes, title in ((loss_axes, "loss"), (acc_axes, "accuracy")):
         axes.set_xlabel("epoch")
         axes.set_title(title, fontsize=10)
-    acc_axes.legend(fontsize=7.5, loc="lower right")
+    if len(curves) > 2:  # many lines: the legend goes beside the plots
+        acc_axes.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    else:
+        acc_axes.legend(fontsize=7.5, loc="lower right")
     return _png(figure)
