@@ -175,7 +175,8 @@ class LiveReporter:
             for _ in range(6):
                 table.add_column(no_wrap=True)
             table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
-            for row in self.rows.values():
+            shown = self._visible_rows(max(5, self.console.size.height - 4))
+            for row in shown:
                 icon, style = _STATE_LOOK.get(row.state, ("·", "dim"))
                 mark = Spinner("dots", style="yellow") if row.state == "running" else Text(icon, style=style)
                 elapsed = (now - row.started) if row.state == "running" and row.started else row.seconds
@@ -191,7 +192,19 @@ class LiveReporter:
             summary = "  ".join(f"{n} {state}" for state, n in counts.items() if n)
             head = Text.assemble(("compressflow ", "bold magenta"), (self.title, "bold"),
                                  (f"   {summary}   {_duration(now - self._began)}", "dim"))
+            hidden = len(self.rows) - len(shown)
+            if hidden:
+                return Group(head, table, Text(f"  … {hidden} more stages (see the counts above)", style="dim"))
             return Group(head, table)
+
+    def _visible_rows(self, limit: int) -> list[StageRow]:
+        """All rows when they fit; else running and failed ones first, then the others, in plan order."""
+        rows = list(self.rows.values())
+        if len(rows) <= limit:
+            return rows
+        rank = {"running": 0, "failed": 1, "done": 2, "waiting": 3, "cached": 4, "not run": 5}
+        chosen = {id(r) for r in sorted(rows, key=lambda r: rank.get(r.state, 6))[:limit - 1]}
+        return [r for r in rows if id(r) in chosen]
 
     # -- helpers ------------------------------------------------------------------
 

@@ -14,14 +14,30 @@ EXIT_OK = 0
 
 
 def pipeline_runs(pipeline_file: str) -> tuple[list[Path], str]:
-    """(folders holding the runs of a pipeline file, its name), without validating the whole file."""
+    """(folders holding the runs of a pipeline file, its name).
+
+    A pipeline that no longer validates still has its runs: then its name is read from the
+    file as plain YAML.
+    """
     from compressflow.dsl import load_pipeline
+    from compressflow.errors import CompressflowError
 
     path = Path(pipeline_file)
     if not path.is_file():
         raise UsageError(f"pipeline file {pipeline_file!r} does not exist")
-    pipeline = load_pipeline(path)
-    return [runs_root(pipeline.root)], pipeline.name
+    try:
+        pipeline = load_pipeline(path)
+        return [runs_root(pipeline.root)], pipeline.name
+    except CompressflowError as exc:
+        import yaml
+
+        try:
+            name = (yaml.safe_load(path.read_text()) or {}).get("name")
+        except (yaml.YAMLError, AttributeError):
+            name = None
+        if not isinstance(name, str):
+            raise exc
+        return [runs_root(path.resolve().parent)], name
 
 
 def list_runs(args) -> int:

@@ -108,7 +108,8 @@ def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: lis
         }
         if recorder is not None and name in recorder.started:
             entry["started_at"] = recorder.started[name]
-            entry["ended_at"] = recorder.ended.get(name)
+            if name in recorder.ended:
+                entry["ended_at"] = recorder.ended[name]
         if outcome is not None:
             entry["seconds"] = round(outcome.seconds, 4)
             if outcome.error:

@@ -99,3 +99,23 @@ def test_live_view_shows_states_timings_and_the_epoch_bar(shop):
     assert "━" in rows["tuned"], "no progress bar for the training stage"
     assert "waiting" in rows["check"]
     assert live.rows["tuned"].fraction() == (1 + 2 / 4) / 4
+
+
+def test_live_view_of_many_stages_keeps_running_ones_in_a_short_terminal():
+    from rich.console import Console
+
+    from compressflow.executor.task import RAN, TaskOutcome
+    from compressflow.progress import LiveReporter, StageRow
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, height=12, record=True)
+    live = LiveReporter(console=console)
+    for i in range(30):
+        live.rows[f"s{i:02d}"] = StageRow(f"s{i:02d}", "toy")
+    for i in range(20):
+        live.stage_finished(f"s{i:02d}", TaskOutcome(f"s{i:02d}", RAN, seconds=1.0))
+    live.stage_started("s25")
+    console.print(live.render())
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 12
+    assert any(line.split()[1:3] == ["s25", "toy"] and "running" in line for line in lines if len(line.split()) > 2)
+    assert lines[-1].strip().startswith("… 23 more stages")  # 7 rows fit: height 12 - 5 lines around them

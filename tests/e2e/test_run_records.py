@@ -119,3 +119,32 @@ def test_tensorboard_option_is_not_in_the_cache_key(tmp_path):
     assert {n: s["key"] for n, s in json.loads(boards.out).items()} == {n: s["key"] for n, s in plain.items()}
     other = json.loads(cli("plan", pipeline, "--json", "--set", "stages.trained.epochs=2").out)
     assert other["trained"]["key"] != plain["trained"]["key"]  # the comparison can tell keys apart
+
+
+def test_an_interrupted_run_is_recorded_as_interrupted(shop):
+    import signal
+    import time
+
+    from helpers import spawn_cli
+
+    shop.write_text(shop.read_text().replace("value: 1}", "value: 1, sleep: 60}"))
+    process = spawn_cli("run", shop, "--progress", "plain")
+    for line in process.stdout:  # wait until the slow stage has started
+        if line.startswith("large: running"):
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    (record,) = _records(shop)
+    assert record["status"] == "interrupted"
+    assert record["stages"]["large"]["status"] == "running" and "ended_at" not in record["stages"]["large"]
+    assert record["stages"]["check"]["status"] == "pending"
+
+
+def test_runs_of_a_pipeline_that_no_longer_validates_are_still_listed(shop):
+    assert cli("run", shop).code == 0
+    shop.write_text(shop.read_text().replace("epochs: 3}", "epochs: 3, epocs: 4}"))
+    assert cli("validate", shop).code == 2
+    listing = cli("runs", shop)
+    assert listing.code == 0 and len(listing.out.splitlines()) == 3 and " ok " in listing.out
