@@ -36,13 +36,13 @@ def stage_resources(plan, names: list[str]) -> dict[str, dict[str, float]]:
 def build_runner(args, cache, plan, to_run: list[str]):
     """The runner ``args`` ask for, checked against the cache and the stages to run."""
     executor = getattr(args, "executor", "local")
-    if executor != "dask" or not to_run:
+    if executor != "dask":
         for option, value in (("--scheduler", getattr(args, "scheduler", None)),
                               ("--workers", getattr(args, "workers", None)),
                               ("--worker-resources", getattr(args, "worker_resources", None))):
             if value is not None:
-                if executor != "dask":
-                    raise UsageError(f"{option} applies to --executor dask")
+                raise UsageError(f"{option} applies to --executor dask")
+    if executor != "dask" or not to_run:
         from compressflow.executor.runners import make_runner
 
         return make_runner(min(args.jobs, max(1, len(to_run))))

@@ -1,9 +1,6 @@
 """A real S3-compatible server on 127.0.0.1 for tests (moto's server mode), and buckets on it.
 
-Import the fixtures into a test module::
-
-    from s3_server import s3_endpoint, s3_url  # noqa: F401
-
+The root conftest registers this module as a plugin, so every test can ask for the fixtures:
 ``s3_endpoint`` starts one server per test session and points this process and its
 subprocesses at it (``AWS_ENDPOINT_URL`` and dummy credentials). ``s3_url`` is a fresh,
 empty ``s3://bucket/prefix`` for one test.

@@ -199,8 +199,7 @@ class DaskRunner(Runner):
         if forward:
             # NOTE: paths of this machine mean nothing on a remote worker: its events come back as
             # Dask events, its native stderr stays in the worker's log, TensorBoard logs are skipped.
-            task = dataclasses.replace(task, events_file=None, stderr_log=None,
-                                       **({"tensorboard_dir": None} if hasattr(task, "tensorboard_dir") else {}))
+            task = dataclasses.replace(task, events_file=None, stderr_log=None, tensorboard_dir=None)
         task_id = f"compressflow-{task.name}-{task.key[:12]}-{uuid.uuid4().hex[:8]}"
         resources = self.resources_of(task.name)
         future = self.client.submit(run_on_worker, task, task_id, forward, events_target, key=task_id,

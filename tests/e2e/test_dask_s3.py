@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+import remote_toy_stages  # noqa: F401  (registers toy_log in this process too)
+from helpers import cli, runs, spawn_cli, write
 
 import compressflow.api
-import remote_toy_stages  # noqa: F401  (registers toy_log in this process too)
 from compressflow.executor.cache import Cache
 from compressflow.executor.remote_cache import RemoteCache
-from helpers import cli, runs, spawn_cli, write
-from s3_server import s3_endpoint, s3_url  # noqa: F401
 
 PLUGINS = "toy_stages,remote_toy_stages"
 
@@ -46,7 +45,7 @@ def entry_files(cache, key: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3_endpoint: str, tmp_path_factory):  # noqa: F811
+def cluster(s3_endpoint: str, tmp_path_factory):
     """A LocalCluster of two worker processes (resource CPU=1 each) that the tests reach by address."""
     from distributed import Client, LocalCluster
 
@@ -73,7 +72,7 @@ def cluster(s3_endpoint: str, tmp_path_factory):  # noqa: F811
 @pytest.fixture
 def cluster_log(cluster):
     """The run log of the cluster's workers, emptied for this test."""
-    address, client, log = cluster
+    _address, _client, log = cluster
     log.write_text("")
     return log
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import cli, write
 
 import compressflow.api
 from compressflow.executor.cache import Cache
 from compressflow.executor.remote_cache import RemoteCache
 from compressflow.stages.base import Artifact
-from helpers import cli, write
-from s3_server import s3_endpoint, s3_url  # noqa: F401
 
 pytestmark = pytest.mark.tf
 

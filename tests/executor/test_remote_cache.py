@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache_open import is_remote, open_cache_at
 from compressflow.executor.cache import Cache
+from compressflow.executor.cache_open import is_remote, open_cache_at
 from compressflow.executor.remote_cache import RemoteCache, local_copy_dir
-from s3_server import s3_endpoint, s3_url  # noqa: F401
 
 MODEL = bytes(range(256)) * 40           # 10240 bytes
 NESTED = b"\x01\x02" * 3000
@@ -273,3 +272,35 @@ def test_missing_bucket_is_a_clear_cache_error(tmp_path: Path, s3_endpoint: str,
     with pytest.raises(CacheError, match="s3://no-such-bucket-here/cache"):
         with cache.lock(make_key("x"), stage="one"):
             pass
+
+
+# ---------------------------------------------------------------------------------- through the CLI
+
+
+def test_cli_runs_plans_and_maintains_a_cache_on_s3(tmp_path: Path, s3_url: str) -> None:
+    from helpers import TOY_PIPELINE, cli, runs, write
+
+    pipeline = write(tmp_path / "toy.yaml", TOY_PIPELINE)
+    log = tmp_path / "runs.log"
+    first = cli("run", pipeline, "--cache", s3_url, "--jobs", "2", env={"TOY_RUN_LOG": str(log)})
+    assert first.code == 0, first.text
+    assert sorted(runs(log)) == ["one", "three", "total", "two"]
+
+    changed = cli("plan", pipeline, "--cache", s3_url, "--set", "params.a=5")
+    assert changed.code == 0, changed.text
+    assert "config changed: value 1.0 -> 5.0" in changed.out     # the refs on the store explain it
+
+    listed = cli("cache", "ls", "--cache", s3_url)
+    assert listed.code == 0 and f"4 entries in {s3_url}" in listed.out, listed.text
+    assert cli("cache", "verify", "--cache", s3_url).code == 0
+
+    cache = RemoteCache(s3_url, local_dir=tmp_path / "copy")
+    total = next(info for info in cache.entries() if info.stage == "total")
+    cache.store.put(object_of(cache, total.key, "value.json"), b"9999")
+    damaged = cli("cache", "verify", "--cache", s3_url)
+    assert damaged.code == 1 and "DAMAGED" in damaged.out and "(stage total)" in damaged.out, damaged.text
+
+    write(tmp_path / "toy.yaml", TOY_PIPELINE.replace("value: 2", "value: 3"))
+    collected = cli("cache", "gc", pipeline, "--cache", s3_url)
+    assert collected.code == 0 and "removed 2 entries" in collected.out, collected.text  # two, and the damaged total
+    assert {info.stage for info in cache.entries()} == {"one", "three"}

@@ -17,7 +17,6 @@ import pytest
 
 from compressflow.executor.remote_locks import Lease, LeaseLock
 from compressflow.executor.remote_store import open_store
-from s3_server import s3_endpoint, s3_url  # noqa: F401
 
 WORKER = Path(__file__).parent / "cache_helpers" / "remote_lock_worker.py"
 
