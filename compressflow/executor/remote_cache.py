@@ -41,13 +41,7 @@ from compressflow.errors import CacheError
 from compressflow.executor.cache import UNKNOWN_STAGE, Cache, CacheEntry, EntryInfo, EntryProblem, Status
 from compressflow.executor.cache_fs import TreeScan
 from compressflow.executor.cache_manifest import (
-    KEY_DOC_NAME,
-    MANIFEST_NAME,
-    ManifestError,
-    encode_json,
-    parse_manifest,
-    structure_problems,
-)
+    KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, structure_problems)
 from compressflow.executor.cache_names import check_key, is_key, short_key
 from compressflow.executor.cache_refs import RefStore
 from compressflow.executor.remote_locks import LeaseLock
