@@ -112,10 +112,9 @@ def _is_pipeline(config: Any) -> bool:
 
 
 def _expand_stage(document: LocatedDict, name: str, config: LocatedDict, file: Path | None, display: str,
-                  chain: Chain, state: _State, known: list[str]):
+                  chain: Chain, state: _State, known: list[str]) -> tuple[LocatedDict, dict[str, str | None]] | None:
     """``(namespaced stages, aliases)`` of one ``pipeline`` stage, or None after reporting why not."""
     problems, at = state.problems, ("stages", name)
-    before = len(problems)
     stage = _validated(document, name, config, state)
     recipe_file = _recipe_file(name, config, stage, file, display, chain, state) if stage is not None else None
     if recipe_file is None:
@@ -142,15 +141,12 @@ def _expand_stage(document: LocatedDict, name: str, config: LocatedDict, file: P
                          problems)
     mapping: dict[str, tuple[str, str | None]] = {local: (namespaced(name, local), None) for local in recipe_stages}
     mapping.update(bindings)
-    renamed = _namespace(name, recipe_stages, mapping, list(declared), shown, config, state)
+    renamed = _namespace(recipe_stages, mapping, list(declared), shown, config, state)
     _rename_datasets(renamed, stage.datasets, recipe, name, config, state)
-    _merge_datasets(document, recipe, stage.datasets, shown, state)
-    aliases = {namespaced(name, inner_name): None if inner_target is None else namespaced(name, inner_target)
+    _merge_datasets(document, recipe, stage.datasets, state)
+    aliases = {namespaced(name, inner_name): namespaced(name, inner_target) if inner_target else inner_target
                for inner_name, inner_target in inner.items()}
     aliases[name] = _output(recipe, recipe_stages, inner, name, shown, problems)
-    if len(problems) > before:
-        for sub_name in renamed:
-            problems.mark_invalid(("stages", sub_name))
     return renamed, aliases
 
 
@@ -303,15 +299,17 @@ def _bindings(name: str, config: LocatedDict, stage: Stage, declared: dict[str, 
     return bindings
 
 
-def _namespace(name: str, recipe_stages: LocatedDict, mapping: dict[str, tuple[str, str | None]],
-               inputs: list[str], shown: str, config: LocatedDict, state: _State) -> LocatedDict:
+def _namespace(recipe_stages: LocatedDict, mapping: dict[str, tuple[str, str | None]], inputs: list[str],
+               shown: str, config: LocatedDict, state: _State) -> LocatedDict:
     """The recipe's stages under their new names, their references renamed, ``after`` added."""
     out = LocatedDict(recipe_stages.location)
     after = config.get("after") if isinstance(config.get("after"), LocatedList) else None
     for local, stage_config in recipe_stages.items():
         new_name = mapping[local][0]
         if isinstance(stage_config, LocatedDict):
-            _rename_references(local, stage_config, mapping, inputs, shown, state)
+            for field_name in _rename_references(local, stage_config, mapping, inputs, shown, state):
+                # Left unrenamed and reported already: the reference check would only repeat it.
+                state.problems.mark_invalid(("stages", new_name, field_name))
             if after:
                 _add_after(stage_config, after)
         out.put_like(new_name, stage_config, recipe_stages, local)
@@ -319,13 +317,16 @@ def _namespace(name: str, recipe_stages: LocatedDict, mapping: dict[str, tuple[s
 
 
 def _rename_references(local: str, config: LocatedDict, mapping: dict[str, tuple[str, str | None]],
-                       inputs: list[str], shown: str, state: _State) -> None:
+                       inputs: list[str], shown: str, state: _State) -> list[str]:
+    """Rename the references of one recipe stage; return the fields holding a name that could not be."""
     known = [name for name in mapping if name not in inputs] + inputs
+    unresolved = []
     for field_name, container, key, value in _reference_values(config, state.classes):
         base, suffix = split_variant(value)
         location = container.value_location(key) if isinstance(container, LocatedDict) \
             else container.item_location(key)
         if base not in mapping:
+            unresolved.append(field_name)
             if base in inputs:
                 continue  # an input left unbound: reported at the pipeline stage
             at = ("stages", local, field_name) + (() if isinstance(container, LocatedDict) else (key,))
@@ -336,6 +337,7 @@ def _rename_references(local: str, config: LocatedDict, mapping: dict[str, tuple
             continue
         target, note = mapping[base]
         _replace(container, key, target + suffix, location, note)
+    return unresolved
 
 
 def _reference_values(config: LocatedDict, classes: dict[str, type[Stage]]):
@@ -405,8 +407,7 @@ def _rename_datasets(stages: LocatedDict, renames: dict[str, str], recipe: Locat
                 hint=did_you_mean(dataset, known) or (f"it uses: {', '.join(known)}" if known else None)))
 
 
-def _merge_datasets(document: LocatedDict, recipe: LocatedDict, renames: dict[str, str], shown: str,
-                    state: _State) -> None:
+def _merge_datasets(document: LocatedDict, recipe: LocatedDict, renames: dict[str, str], state: _State) -> None:
     """Add the recipe's datasets the using document does not define (its own definitions win)."""
     incoming = recipe.get("datasets")
     if not isinstance(incoming, LocatedDict) or not incoming:
@@ -438,6 +439,7 @@ def _plain(value: Any) -> Any:
 
 def _output(recipe: LocatedDict, stages: LocatedDict, inner: dict[str, str | None], name: str, shown: str,
             problems: Problems) -> str | None:
+    """The stage ``name`` stands for: None when the recipe has no output, ``""`` when its output is wrong."""
     output = recipe.get("output")
     if output is None:
         return None
@@ -445,10 +447,10 @@ def _output(recipe: LocatedDict, stages: LocatedDict, inner: dict[str, str | Non
     if isinstance(output, str) and output in stages:
         return namespaced(name, output)
     if isinstance(output, str) and output in inner:
-        return None if inner[output] is None else namespaced(name, inner[output])
+        return namespaced(name, inner[output]) if inner[output] else inner[output]
     problems.append(Problem(f"'output' of recipe {shown} names an unknown stage {output!r}", location, ("output",),
                             hint=did_you_mean(str(output), list(stages)) or "its stages: " + ", ".join(stages)))
-    return None
+    return ""
 
 
 def _resolve_aliases(stages: LocatedDict, aliases: dict[str, str | None], state: _State) -> None:
@@ -465,6 +467,9 @@ def _resolve_aliases(stages: LocatedDict, aliases: dict[str, str | None], state:
             location = container.value_location(key) if isinstance(container, LocatedDict) \
                 else container.item_location(key)
             target = aliases[base]
+            if target == "":  # the recipe's output is wrong, and reported
+                state.problems.mark_invalid(("stages", name, field_name))
+                continue
             if target is None:
                 members = [stage for stage in stages if stage.startswith(base + ".")]
                 state.problems.invalid(Problem(

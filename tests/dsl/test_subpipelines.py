@@ -232,3 +232,15 @@ def test_a_missing_recipe_file_is_reported_where_it_is_used(project):
     problem = only(problems(root / "pipe.yaml"))
     assert problem.message == "file not found: recipes/int8.yaml"
     assert problem.location.line == 6 and problem.path == ("stages", "int8_recipe", "path")
+
+
+def test_independent_problems_in_a_recipe_are_all_reported(project):
+    root = project({"recipes/int8.yaml": RECIPE.replace("data: digits\n", "data: digits\n    epochz: 2\n", 1)
+                    .replace("method: int8", "method: int9").replace("output: int8", "output: int7"),
+                    "pipe.yaml": USER.replace("sparsity: 0.9", "sparsty: 0.9")})
+    found = problems(root / "pipe.yaml")
+    assert [(p.location.file, p.message.split(":")[0].split(" in ")[0]) for p in found] == [
+        ("pipe.yaml", "unknown recipe param 'sparsty'"),
+        ("recipes/int8.yaml", "'output' of recipe recipes/int8.yaml names an unknown stage 'int7'"),
+        ("recipes/int8.yaml", "unknown field 'epochz'"),
+        ("recipes/int8.yaml", "expected one of 'qat', 'float32', 'dynamic', 'float16', 'int8', 'int16x8'")]
