@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted; stages that finished are cached. Resume with:\n  {resume_command(argv)}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `compressflow dag P | head`: the reader has what it wanted
+        # NOTE: point stdout at devnull so that flushing it at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def resume_command(argv: list[str]) -> str:

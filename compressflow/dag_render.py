@@ -43,7 +43,7 @@ def _text(name, order, kinds, edges, statuses) -> str:
     deps = {stage: [a for a, b, _ in edges if b == stage] for stage in order}
     heads = {stage: f"{stage} ({kinds[stage]})" + (f" <- {', '.join(deps[stage])}" if deps[stage] else "")
              for stage in order}
-    width = max((len(h) for h in heads.values()), default=0)
+    width = min(max((len(h) for h in heads.values()), default=0), 56)  # a long line does not push all marks
     lines = []
     for stage in order:
         mark = statuses.get(stage)
