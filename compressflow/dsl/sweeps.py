@@ -101,49 +101,58 @@ class _Expansion:
         return found if found and found[0].labels else None
 
     def expand(self, name: str, axes: list) -> None:
+        """Make the variants of stage ``name`` (its own ``axes`` combined with what it fans out over)."""
         config = self.stages[name]
         if not isinstance(config, LocatedDict):
             return
         fields = _reference_fields(config, self.classes)
+        made = self._combine(name, config, axes, fields)
+        if made is None:
+            self.problems.mark_invalid(("stages", name))  # reported: its variants cannot be made
+            return
+        if len(made) == 1 and not made[0][0]:  # neither swept nor fanned out
+            self.variants[name] = [Variant(name, ())]
+            self._collect(made[0][1], fields, ())
+            return
+        self.total += len(made)
+        named = [(variant_name(name, _display(labels)), labels, variant_config) for labels, variant_config in made]
+        if self.total > MAX_EXPANDED_STAGES:
+            self.problems.invalid(Problem(f"sweeps expand the pipeline to more than {MAX_EXPANDED_STAGES:,} stages",
+                                          self.stages.key_location(name), ("stages", name)))
+            return
+        if not self._distinct(name, named):
+            self.problems.mark_invalid(("stages", name))
+            return
+        for _, labels, variant_config in named:
+            self._collect(variant_config, fields, labels)
+        self.variants[name] = [Variant(variant, labels) for variant, labels, _ in named]
+        self.configs[name] = [(variant, variant_config) for variant, _, variant_config in named]
+
+    def _combine(self, name: str, config: LocatedDict, axes: list,
+                 fields: list[str]) -> list[tuple[tuple[Label, ...], LocatedDict]] | None:
+        """``(labels, config)`` of every variant, upstream values varying slowest; None after a problem."""
         made: list[tuple[tuple[Label, ...], LocatedDict]] = []
         order: list[tuple] = []
         for own_index, settings in enumerate(combinations(axes) if axes else [()]):
             own = copy_located(config) if settings else config
             if not self._apply(name, own, settings):
-                return
+                return None
             own_labels = tuple(Label(name, s.axis.path, s.text) for s in settings)
             for upstream, picked, variant_config in self._fan_out(own, fields):
                 made.append((upstream + own_labels, variant_config))
                 order.append((picked, own_index))
-                if len(made) > MAX_STAGE_VARIANTS:
-                    self.problems.append(Problem(
-                        f"stage '{name}' fans out into more than {MAX_STAGE_VARIANTS:,} variants",
-                        self.stages.key_location(name), ("stages", name),
-                        hint="it combines the variants of the swept stages it names; sweep fewer values"))
-                    return
-        # Upstream variants vary slowest, like the labels read: int8[final_sparsity=0.7,method=...].
-        made = [made[index] for index in sorted(range(len(made)), key=order.__getitem__)]
+            if len(made) > MAX_STAGE_VARIANTS:
+                self.problems.append(Problem(
+                    f"stage '{name}' fans out into more than {MAX_STAGE_VARIANTS:,} variants",
+                    self.stages.key_location(name), ("stages", name),
+                    hint="it combines the variants of the swept stages it names; sweep fewer values"))
+                return None
         if not made:
             self.problems.append(Problem(f"no combination of the variants stage '{name}' names agrees",
                                          self.stages.key_location(name), ("stages", name)))
-            return
-        if len(made) == 1 and not made[0][0]:
-            self.variants[name] = [Variant(name, ())]
-            self._collect(made[0][1], fields, ())
-            return
-        self.total += len(made)
-        if self.total > MAX_EXPANDED_STAGES:
-            self.problems.append(Problem(f"sweeps expand the pipeline to more than {MAX_EXPANDED_STAGES:,} stages",
-                                         self.stages.key_location(name), ("stages", name)))
-            return
-        named = [(variant_name(name, _display(labels)), labels, variant_config)
-                 for labels, variant_config in made]
-        if not self._distinct(name, named):
-            return
-        for variant, labels, variant_config in named:
-            self._collect(variant_config, fields, labels)
-        self.variants[name] = [Variant(variant, labels) for variant, labels, _ in named]
-        self.configs[name] = [(variant, variant_config) for variant, _, variant_config in named]
+            return None
+        # NOTE: sorted so that names read in order: int8[final_sparsity=0.7,method=int8], ...=dynamic], 0.8...
+        return [made[index] for index in sorted(range(len(made)), key=order.__getitem__)]
 
     def _apply(self, name: str, config: LocatedDict, settings: tuple[Setting, ...]) -> bool:
         for setting in settings:
