@@ -215,6 +215,13 @@ class DaskRunner(Runner):
         except BaseException as exc:  # the task never returned: worker deaths, cancellation
             result.set_result(TaskOutcome(task.name, FAILED, error=_infrastructure_error(exc)))
             return
+        finally:
+            # NOTE: a result held by a worker that dies later would be recomputed while a future
+            # refers to it; the outcome is all we need, so let Dask forget the task.
+            with self._lock:
+                if done in self._futures:
+                    self._futures.remove(done)
+            done.release()
         deadline = time.monotonic() + _EVENT_WAIT_SECONDS
         while self._received.get(task_id, 0) < sent and time.monotonic() < deadline:
             time.sleep(0.02)  # NOTE: let the stage's last log lines arrive before it is reported finished
