@@ -58,17 +58,26 @@ def plan(source, *, overrides=None, params_files=None, cache_dir=None,
 
 def run(source, *, overrides=None, params_files=None, cache_dir=None, selection: Selection | None = None,
         jobs: int = 1, keep_going: bool = False, verify: bool = False, allow_outside_paths: bool = False,
-        reporter: Reporter | None = None) -> RunReport:
-    """Run a pipeline; returns the status of every stage (``report.ok`` tells success)."""
+        reporter: Reporter | None = None, executor: str = "local", scheduler: str | None = None,
+        workers: int | None = None) -> RunReport:
+    """Run a pipeline; returns the status of every stage (``report.ok`` tells success).
+
+    ``executor="dask"`` runs the stages on a Dask cluster: the one at ``scheduler``, or a local
+    one of ``workers`` processes (see docs/distributed.md); ``cache_dir`` may be a URL.
+    """
+    from types import SimpleNamespace
+
     from compressflow.console import LineReporter
-    from compressflow.executor.runners import make_runner
+    from compressflow.executor_options import build_runner
 
     pipeline = (source if hasattr(source, "stages")
                 else load(source, overrides, params_files, allow_outside_paths=allow_outside_paths))
     cache = open_cache(pipeline, cache_dir)
     the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths, verify=verify)
     reporter = reporter or LineReporter()
-    with make_runner(jobs if the_plan.to_run() else 1) as runner:
+    options = SimpleNamespace(executor=executor, jobs=jobs, scheduler=scheduler, workers=workers,
+                              worker_resources=None, cache=str(cache_dir) if cache_dir else None)
+    with build_runner(options, cache, the_plan, the_plan.to_run()) as runner:
         return run_plan(the_plan, cache, runner, reporter, keep_going=keep_going, verify=verify)
 
 

@@ -220,6 +220,14 @@ def test_stage_resources_map_to_worker_resources_without_changing_keys(tmp_path:
     assert plan_keys(plain, s3_url)["big"]["key"] == plan_keys(pipeline, s3_url)["big"]["key"]
 
 
+def test_python_api_runs_on_a_dask_cluster(tmp_path: Path, s3_url: str, cluster, cluster_log: Path) -> None:
+    address, _client, _log = cluster
+    pipeline = write(tmp_path / "kill.yaml", KILL.replace("sleep: 3", "sleep: 0"))
+    report = compressflow.api.run(pipeline, cache_dir=s3_url, executor="dask", scheduler=address, reporter=Quiet())
+    assert report.ok and report.count("ran") == 4
+    assert sorted(runs(cluster_log)) == ["base", "fast", "slow", "total"]
+
+
 # ---------------------------------------------------------------------------------- usage errors
 
 
