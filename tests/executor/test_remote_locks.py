@@ -126,11 +126,11 @@ def test_concurrent_processes_compute_an_entry_once(tmp_path: Path, s3_url: str)
 
 def test_heartbeat_keeps_a_live_holder_past_its_ttl(s3_url: str) -> None:
     key = make_key("heartbeat")
-    holder = Child("hold", s3_url, key, "1.5")
+    holder = Child("hold", s3_url, key, "2")
     holder.expect("locked")
     waiter = Child("wait", s3_url, key)
     waiter.expect("waiting")
-    time.sleep(5)  # more than three times the lease's time-to-live
+    time.sleep(5)  # well past the lease's time-to-live
     assert not any(line.startswith("acquired") for line in waiter.drain())
     holder.send("release")
     holder.expect("releasing")
