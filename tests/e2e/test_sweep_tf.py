@@ -54,7 +54,7 @@ CANDIDATES = [f"quantized[target_sparsity={s},method={m}]" for s in (0.5, 0.8) f
 
 def test_small_sweep_selects_and_exports_the_chosen_candidate(tmp_path):
     path = write(tmp_path / "sweep.yaml", SWEEP)
-    result = cli("run", path, "--jobs", "2", "--cache", tmp_path / "cache", timeout=600)
+    result = cli("run", path, "--cache", tmp_path / "cache", timeout=600)
     assert result.code == 0, result.text
     table = result.out[result.out.index("\nbest:\n"):]
     header = table.splitlines()[2]
