@@ -8,6 +8,11 @@
     pipeline.location_of(("stages", "pruned", "epochs"))   # digits.yaml:30:13
     pipeline.dependencies("check")              # ["trained", "pruned", "int8"]
 
+A stage with ``matrix:`` becomes its variants (``pipeline.stages["pruned[final_sparsity=0.7]"]``)
+and a ``type: pipeline`` stage becomes its recipe's stages (``"int8_recipe.prune"``): the
+``Pipeline`` holds plain stages only (see :mod:`~compressflow.dsl.sweeps` and
+:mod:`~compressflow.dsl.subpipelines`).
+
 Invalid input raises :class:`compressflow.errors.PipelineError` with every problem found.
 :func:`pipeline_model` is the pydantic model of the format (stages and datasets as
 discriminated unions over the registered types); :func:`pipeline_json_schema` its
