@@ -136,7 +136,9 @@ class DaskRunner(Runner):
         if self.is_local:
             self._cluster = distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, resources=worker_resources or None,
+                # NOTE: without a port of its own the scheduler's HTTP server takes 8787, which a
+                # second cluster on the machine would find taken.
+                dashboard_address="127.0.0.1:0", resources=worker_resources or None,
                 env={"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
             self.client = distributed.Client(self._cluster)
             self.address = self._cluster.scheduler_address

@@ -55,7 +55,7 @@ def cluster(s3_endpoint: str, tmp_path_factory):
     os.environ.update(TOY_RUN_LOG=str(folder / "runs.log"), COMPRESSFLOW_PLUGINS=PLUGINS,
                       COMPRESSFLOW_LOCAL_CACHE=str(folder / "worker-copies"))
     local = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, resources={"CPU": 1})
+                         dashboard_address="127.0.0.1:0", resources={"CPU": 1})
     client = Client(local)
     try:
         yield local.scheduler_address, client, folder / "runs.log"
