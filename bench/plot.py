@@ -18,13 +18,22 @@ def plot_accuracy_vs_size(rows: list[dict], path: Path) -> str | None:
     except ImportError:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for row in rows:
-        kib = row["gzip_bytes"] / 1024
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    placed: list[tuple[float, float]] = []
+    stacked = 0  # labels moved to a column because their point sits among others
+    for row in sorted(rows, key=lambda r: (-r["accuracy"], r["gzip_bytes"])):
+        kib, accuracy = row["gzip_bytes"] / 1024, row["accuracy"] * 100
         color = "black" if row["baseline"] else ("tab:green" if row["accuracy_delta"] >= -0.01 else "tab:red")
-        ax.scatter(kib, row["accuracy"] * 100, color=color, s=36, zorder=3)
-        ax.annotate(row["model"], (kib, row["accuracy"] * 100), textcoords="offset points", xytext=(5, 3),
-                    fontsize=8)
+        ax.scatter(kib, accuracy, color=color, s=36, zorder=3)
+        crowded = any(0.7 < kib / x < 1.4 and abs(accuracy - y) < 0.4 for x, y in placed)
+        placed.append((kib, accuracy))
+        if crowded:
+            # NOTE: a column of labels to the right of the crowd, each joined to its point by a line.
+            ax.annotate(row["model"], (kib, accuracy), xytext=(kib * 1.5, accuracy - 0.45 * (stacked + 1)),
+                        fontsize=8, va="center", arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5})
+            stacked += 1
+        else:
+            ax.annotate(row["model"], (kib, accuracy), textcoords="offset points", xytext=(5, 3), fontsize=8)
     baseline = next((r for r in rows if r["baseline"]), None)
     if baseline is not None:
         ax.axhline((baseline["accuracy"] - 0.01) * 100, color="grey", linestyle="--", linewidth=0.8,

@@ -81,14 +81,20 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("6. a model ≥ 10x smaller (gzip) within 1 point of the float baseline", figure,
                      "≥ 10x, ≥ -1 pt", "met (" + ", ".join(small) + ")"))
     else:
-        best = max((r for r in out["rows"] if not r["baseline"]), key=lambda r: r["gzip_compression"])
+        small_enough = [r for r in out["rows"] if not r["baseline"] and r["gzip_compression"] >= 10]
+        best = max(small_enough or [r for r in out["rows"] if not r["baseline"]],
+                   key=lambda r: (r["accuracy_delta"], r["gzip_compression"]))
         rows.append(("6. a model ≥ 10x smaller (gzip) within 1 point of the float baseline",
-                     f"none; largest ratio {best['gzip_compression']:.1f}x ({best['model']}, "
-                     f"{best['accuracy_delta'] * 100:+.2f} pt)", "≥ 10x, ≥ -1 pt", "missed"))
+                     f"closest: {best['model']}, {best['gzip_compression']:.1f}x smaller, "
+                     f"{best['accuracy_delta'] * 100:+.2f} pt", "≥ 10x, ≥ -1 pt",
+                     f"missed by {(-best['accuracy_delta'] - 0.01) * 100:.2f} pt"))
     speedup = out["targets"]["int8_speedup"]
     if speedup is not None:
         rows.append(("6. int8 faster than float (LiteRT, batch 1, default settings)", f"{speedup:.2f}x",
                      "> 1x", "met" if speedup > 1 else f"missed by {(1 - speedup) * 100:.0f}%"))
+    minutes = results["seconds"] / 60
+    rows.append(("the whole suite, one run", f"{minutes:.1f} min", "< 20 min",
+                 "met" if minutes < 20 else f"missed by {(minutes / 20 - 1) * 100:.0f}% (machine loaded, see Machine)"))
     return rows
 
 
@@ -143,7 +149,24 @@ def machine_section(results: dict) -> list[str]:
         "Other processes were running during the suite (see the load average): absolute times are "
         "inflated by them, which is why every comparison is a ratio of runs taken side by side, "
         "alternating their order between repetitions.",
-    ]
+    ] + _budget_lines(results)
+
+
+def _busy(results: dict) -> float | None:
+    par = results.get("parallel", {})
+    return par["cores_busy_jobs1"]["median"] if "cores_busy_jobs1" in par else None
+
+
+def _budget_lines(results: dict) -> list[str]:
+    minutes = results["seconds"] / 60
+    if results["smoke"] or minutes <= 20:
+        return []
+    busy = _busy(results)
+    got = (f" Measured in section 4, a single `compressflow run` kept only {busy:.2f} of a core busy on "
+           "average: the other processes took the rest." if busy is not None else "")
+    return ["", f"**The suite took {minutes:.1f} min, over its 20-minute budget by {(minutes / 20 - 1) * 100:.0f}%.**"
+            " It runs one measured process at a time (two workers in the `--jobs 2` runs), so its wall time "
+            "scales with the share of the cores it gets." + got]
 
 
 def overhead_section(results: dict) -> list[str]:
@@ -169,6 +192,13 @@ def overhead_section(results: dict) -> list[str]:
         lines += ["What compressflow adds to the same TensorFlow work (validation, cache keys, saving and "
                   "reloading each stage's model, manifests, the evaluate stage's extra statistics) stays "
                   "within the target.", ""]
+    low, high = d["cold_over_script"]["min"], d["cold_over_script"]["max"]
+    if high - low > 0.2:
+        lines += [f"The pairs range from {low:.2f} to {high:.2f}: each cold run takes minutes, and the load "
+                  "from other processes (see Machine) changed within a pair. Both sides do the same "
+                  "TensorFlow work in one process each; a ratio below 1 does not make compressflow faster "
+                  "than that work, it means its overhead is smaller than this machine's noise. The median "
+                  "is the figure to read.", ""]
     return lines
 
 
@@ -260,19 +290,29 @@ def parallel_section(results: dict) -> list[str]:
         f"| **speed-up** | **{spread(p['speedup'], 'x', 2)}** | | |",
         "",
     ]
-    speedup, busy = p["speedup"]["median"], p["cores_busy_jobs1"]["median"]
+    speedup = p["speedup"]["median"]
+    busy1, busy2 = p["cores_busy_jobs1"]["median"], p["cores_busy_jobs2"]["median"]
     if speedup < 1.6:
-        lines += [f"**Target ≥ 1.6x missed by {(1 - speedup / 1.6) * 100:.0f}%.** `--jobs 1` already keeps "
-                  f"{busy:.2f} cores busy on average, so two cores can give at most about {2 / busy:.2f}x over it, "
-                  "and less while other processes share them. " + PARALLEL_NOTE, ""]
+        if busy1 < 1.0:
+            why = (f"Both runs were starved of CPU: `--jobs 1` kept {busy1:.2f} of a core busy on average and "
+                   f"`--jobs 2` {busy2:.2f}, because other processes held the two cores (load average above). "
+                   "With no idle core a second worker cannot run anything sooner; it only adds its own "
+                   "TensorFlow import and first-call tracing, and doubles the memory. ")
+        else:
+            why = (f"`--jobs 1` already keeps {busy1:.2f} cores busy on average (TensorFlow's intra-op threads), "
+                   f"so two cores can give at most about {2 / busy1:.2f}x over it. ")
+        lines += [f"**Target ≥ 1.6x missed by {(1 - speedup / 1.6) * 100:.0f}%.** " + why + PARALLEL_NOTE, ""]
     return lines
 
 
 PARALLEL_NOTE = (
-    "With `--jobs 1` TensorFlow already spreads each training step over both cores (intra-op threads), "
-    "so two workers share two cores rather than each getting an idle one; each worker also imports "
-    "TensorFlow once. The other processes running on the machine (load average above) take a share of "
-    "the same two cores, which hits the two-worker run hardest."
+    "On an idle machine the limit is the same in kind: TensorFlow already runs each training step and "
+    "each TFLite conversion on both cores (intra-op threads), so a second worker competes for cores the "
+    "first one was using. What would close it: a measurement on an otherwise idle machine first; then one "
+    "intra-op thread per worker (`TF_NUM_INTRAOP_THREADS` = cores / jobs) so workers stop "
+    "oversubscribing the cores — not done by default because another thread count may change the low "
+    "bits of trained weights, which the cache key does not record; and starting the workers (and their "
+    "TensorFlow import) while the main process validates and plans."
 )
 
 
@@ -285,13 +325,16 @@ def scale_section(results: dict) -> list[str]:
         "cache (every stage new); nothing runs, so no TensorFlow is imported. Peak memory is the process's "
         "`ru_maxrss`, which includes the interpreter and imported libraries (about 50 MiB).",
         "",
-        "| shape | stages | validate | plan | validate + plan | per stage | peak RSS |",
-        "|---|---|---|---|---|---|---|",
     ]
+    with_cpu = all("cpu_s" in item for item in scale.values())  # CPU time: recorded by newer runs only
+    lines += ["| shape | stages | validate | plan | validate + plan | per stage |"
+              + (" CPU time |" if with_cpu else "") + " peak RSS |",
+              "|---|---|---|---|---|---|" + ("---|" if with_cpu else "") + "---|"]
     for item in scale.values():
         per_stage = item["total_s"]["median"] / item["stages"] * 1e3
+        cpu = f" {spread(item['cpu_s'])} |" if with_cpu else ""
         lines.append(f"| {item['shape']} | {item['stages']:,} | {spread(item['validate_s'])} | "
-                     f"{spread(item['plan_s'])} | **{spread(item['total_s'])}** | {per_stage:.3f} ms | "
+                     f"{spread(item['plan_s'])} | **{spread(item['total_s'])}** | {per_stage:.3f} ms |{cpu} "
                      f"{spread(item['peak_rss_mb'], ' MiB', 0)} |")
     lines.append("")
     growth = _growth(scale)
@@ -299,17 +342,35 @@ def scale_section(results: dict) -> list[str]:
         lines += ["From 1,000 to 10,000 stages the time grows by "
                   + ", ".join(f"{factor:.1f}x ({shape})" for shape, factor in growth.items())
                   + " — linear growth would be 10x.", ""]
+    largest = [item for item in scale.values() if item["stages"] >= 10_000]
+    worst = max((item["total_s"]["median"] for item in largest), default=0)
+    if worst > 5.0:
+        busy = _busy(results)
+        share = (f" During this run a `compressflow run` process got {busy:.2f} of a core on average "
+                 "(section 4): these wall times are inflated by the machine's other processes." if busy is not None
+                 else "")
+        lines += [f"**Target < 5 s for 10,000 stages missed by {(worst / 5 - 1) * 100:.0f}% (wall time).**"
+                  + share + " " + SCALE_MISS_NOTE, ""]
     lines += [SCALE_NOTE, ""]
     return lines
 
 
+SCALE_MISS_NOTE = (
+    "Growth is linear, so what is left is the constant per stage (about 1 ms): roughly 40% validation "
+    "(building the located YAML tree, pydantic, reference checks) and 60% planning (a canonical JSON "
+    "document and its sha256 per key, a cache lookup and a read of the last run's record per stage, "
+    "through pathlib). What would close it: encode the parts shared by all key documents (library "
+    "versions, dataset fingerprints) once, skip the per-stage record reads when the pipeline has no "
+    "record yet, and build cache paths with plain strings."
+)
+
+
 SCALE_NOTE = (
-    "Fixed in this round (profiled with cProfile on a 1,000-stage chain): planning called "
-    "`nx.ancestors` once per requested stage (quadratic on a chain), fingerprinted the dataset once per "
-    "stage that reads it, and re-derived the reference fields of each stage type by annotation "
-    "introspection several times per stage; the run's task lineage ran `nx.ancestors` once per stage "
-    "*pair*. Before the fixes a 1,000-stage chain took 1.65 s to plan; 10,000 stages did not finish "
-    "in minutes."
+    "Hot spots removed from the planner after profiling a 1,000-stage chain with cProfile: it called "
+    "`nx.ancestors` once per requested stage (quadratic on a chain: 1.65 s to plan 1,000 stages, and "
+    "100 times that work at 10,000), fingerprinted the dataset once per stage that reads it, and "
+    "re-derived each stage type's reference fields by annotation introspection several times per stage; "
+    "building a run's tasks called `nx.ancestors` once per pair of stages."
 )
 
 
@@ -337,7 +398,35 @@ def outcome_section(results: dict, out_path: Path, results_dir: Path) -> list[st
         lines += [f"![accuracy against gzip size]({rel})", "", f"Plot: [{rel}]({rel}).", ""]
     else:
         lines += ["(Plot not drawn: matplotlib is not installed; `pip install matplotlib`.)", ""]
-    lines += probe_lines(out["probe"]) + [""]
+    lines += outcome_target_lines(out) + probe_lines(out["probe"]) + [""]
+    return lines
+
+
+def outcome_target_lines(out: dict) -> list[str]:
+    """What the table says about the two targets, and why a miss happened."""
+    rows = {r["model"]: r for r in out["rows"]}
+    lines = []
+    if not out["targets"]["small_and_accurate"]:
+        candidates = [r for r in out["rows"] if not r["baseline"] and r["gzip_compression"] >= 10]
+        best = max(candidates, key=lambda r: r["accuracy_delta"], default=None)
+        if best is not None:
+            lost = round(-best["accuracy_delta"] * out.get("samples", 0))
+            lines += [
+                f"**Target (≥ 10x smaller within 1 point) missed:** the most accurate model ≥ 10x smaller is "
+                f"{best['model']} ({best['gzip_compression']:.1f}x, {best['accuracy_delta'] * 100:+.2f} pt), "
+                f"{(-best['accuracy_delta'] - 0.01) * 100:.2f} pt beyond the limit. On {out.get('samples', '?')} "
+                f"validation samples one point is {out.get('samples', 0) / 100:.1f} samples: this model "
+                f"misclassifies {lost} more than the baseline, where the limit allows "
+                f"{int(out.get('samples', 0) / 100)}. The same recipe in `pipelines/digits.yaml` (whose stages "
+                "draw other seeds from their names) passes its own gate of 1 point and 10x, so the target "
+                "sits at the noise level of this split. What would close it reliably: recover the pruned "
+                "model's accuracy before converting it (a prune-preserving QAT stage, or more fine-tuning "
+                "epochs at the final sparsity), or combine clustering (no accuracy lost here) with int8.", ""]
+    int8, base = rows.get("int8"), next((r for r in out["rows"] if r["baseline"]), None)
+    if int8 is not None and base is not None and int8["speedup"] is not None and int8["speedup"] <= 1:
+        lines += [f"**Target (int8 faster than float) missed by {(1 - int8['speedup']) * 100:.0f}%** at the "
+                  f"default settings ({int8['latency_ms'] * 1000:.1f} µs against "
+                  f"{base['latency_ms'] * 1000:.1f} µs per sample). The probe below shows why.", ""]
     return lines
 
 
@@ -381,12 +470,15 @@ def probe_lines(probe: dict) -> list[str]:
 
 PROBE_NOTE = (
     "float / int8 above 1 means int8 is faster. The digits model is tiny (8x8 input, about 38k "
-    "parameters): one sample takes a few microseconds of arithmetic, so batch-1 latency is mostly the "
-    "fixed cost of an `invoke()` (op dispatch, and for float-io int8 models the QUANTIZE/DEQUANTIZE ops "
-    "at the edges). With the default XNNPACK delegate float32 kernels are very fast; int8 pays the "
-    "quantize/dequantize steps and XNNPACK's int8 path brings little at this size. Without a delegate "
-    "(the built-in kernels) and on batches, the int8 kernels' arithmetic advantage shows. The evaluate "
-    "stage measures the default settings users get."
+    "parameters): a sample is a few microseconds of arithmetic, so batch-1 latency is mostly the fixed "
+    "cost of an `invoke()`. With LiteRT's default XNNPACK delegate the float32 kernels are as fast as "
+    "the int8 ones at this size (the int8 model also quantizes its input and dequantizes its output; "
+    "int8 input/output removes those ops but not the gap). Without a delegate (the built-in kernels) "
+    "int8 is the faster one, more so on batches, where arithmetic dominates. Two threads only add "
+    "synchronisation for a model this small (and contend with the machine's other processes). int16x8 "
+    "runs on reference kernels and is an order of magnitude slower. So on this model int8's gain is "
+    "size; a speed gain needs a model large enough for arithmetic to dominate, or a runtime without "
+    "a fast float path. The evaluate stage measures the default settings users get."
 )
 
 
@@ -396,11 +488,12 @@ def reproduce_section(results: dict) -> list[str]:
         results["command"],
         "```",
         "",
-        "It needs the `[tf]` extra and psutil (in the `[test]` extra); matplotlib for the plot "
-        "(`pip install matplotlib`). DVC is installed on first use into `bench/.venv-dvc` (its own "
+        "It needs the `[tf]` and `[test]` extras (psutil for memory, matplotlib for the plot). "
+        "DVC is installed on first use into `bench/.venv-dvc` (its own "
         "virtual environment; `--no-dvc` skips the comparison). Raw measurements are in "
-        "`bench/results/results.json`. `python bench/run.py --smoke --out /tmp/b.md` checks that the suite "
-        "works in about two minutes (it is run by `tests/bench/test_bench_smoke.py`; its figures mean nothing).",
+        "`bench/results/results.json`; `python bench/run.py --render bench/results/results.json` writes this "
+        "report again from them. `python bench/run.py --smoke --out /tmp/b.md` checks that the suite "
+        "works (tiny epochs, one repetition; run by `tests/bench/test_bench_smoke.py`; its figures mean nothing).",
     ]
 
 

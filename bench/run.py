@@ -45,7 +45,22 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--no-dvc", action="store_true", help="skip the comparison with DVC (and its install)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="measure nothing: write the report again from a results.json of an earlier run")
     return parser.parse_args(argv)
+
+
+def render_again(results_json: Path, out: Path) -> int:
+    """Rewrite the report from saved measurements (the figures stay those of that one run)."""
+    from plot import plot_accuracy_vs_size
+
+    results = json.loads(results_json.read_text())
+    if "outcome" in results:
+        results["outcome"]["plot"] = plot_accuracy_vs_size(results["outcome"]["rows"],
+                                                           results_json.parent / "accuracy_vs_size.png")
+    out.write_text(report.render(results, out_path=out.resolve(), results_dir=results_json.parent))
+    log(f"wrote {out} from {results_json}")
+    return 0
 
 
 def save(results: dict, results_dir: Path) -> None:
@@ -54,6 +69,8 @@ def save(results: dict, results_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render_again(args.render, args.out)
     command = "python bench/run.py" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="compressflow-bench-"))
     results_dir = args.results or (args.out.resolve().parent / "bench-results" if args.smoke

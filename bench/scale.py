@@ -39,8 +39,8 @@ def measure(settings: Settings) -> dict:
         for size in settings.scale_sizes:
             path = folder / f"{shape}-{size}.yaml"
             path.write_text(generated_yaml(shape, size))
-            figures = {"validate_s": Series(), "plan_s": Series(), "total_s": Series(), "peak_rss_mb": Series(),
-                       "process_s": Series()}
+            figures = {"validate_s": Series(), "plan_s": Series(), "total_s": Series(), "cpu_s": Series(),
+                       "peak_rss_mb": Series(), "process_s": Series()}
             for rep in range(settings.repetitions):
                 cache = folder / f"cache-{shape}-{size}"
                 shutil.rmtree(cache, ignore_errors=True)
@@ -50,6 +50,7 @@ def measure(settings: Settings) -> dict:
                 figures["validate_s"].add(probe["validate_s"])
                 figures["plan_s"].add(probe["plan_s"])
                 figures["total_s"].add(probe["validate_s"] + probe["plan_s"])
+                figures["cpu_s"].add(probe["cpu_s"])
                 figures["peak_rss_mb"].add(probe["peak_rss_mb"])
                 figures["process_s"].add(timed.seconds)
             results[f"{shape}-{size}"] = {"shape": shape, "stages": size,
