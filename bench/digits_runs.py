@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from common import PYTHON, BENCH_DIR, Series, compressflow_cmd, log, paired_ratios, run_timed
+from common import BENCH_DIR, PYTHON, Series, compressflow_cmd, log, paired_ratios, run_timed
 from settings import DIGITS_PIPELINE, Settings, set_args
 
 INCREMENTAL_CHANGE = "stages.int8.method=dynamic"

@@ -45,7 +45,7 @@ def load_data(seed: int = 0, validation_fraction: float = 0.2):
     y = digits.target.astype("int64")
     order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order]
-    n_val = int(round(len(x) * validation_fraction))
+    n_val = round(len(x) * validation_fraction)
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 

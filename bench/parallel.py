@@ -9,8 +9,6 @@ summed RSS of the whole process tree (the CLI and its workers), sampled every 50
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from common import Series, compressflow_cmd, log, paired_ratios, run_timed
 from settings import Settings
 

@@ -26,7 +26,7 @@ class Settings:
 
     @classmethod
     def make(cls, workdir: Path, results_dir: Path, *, smoke: bool, repetitions: int | None,
-             dvc: bool) -> "Settings":
+             dvc: bool) -> Settings:
         if smoke:
             return cls(workdir, results_dir, smoke=True, repetitions=repetitions or 1, cached_repetitions=1,
                        scale_sizes=[100], sweep_variants=2, dvc=dvc)
