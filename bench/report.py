@@ -68,7 +68,8 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
                  spread(digits["incremental_over_cold"], "x", 3), "(reported)",
                  "ran: " + ", ".join(digits["incremental_ran"])))
     par = results["parallel"]
-    rows.append((f"4. speed-up of `--jobs 2` over `--jobs 1`, {par['variants']} branches", spread(par["speedup"], "x", 2),
+    rows.append((f"4. speed-up of `--jobs 2` over `--jobs 1`, {par['variants']} branches",
+                 spread(par["speedup"], "x", 2),
                  "≥ 1.6x", verdict_at_least(par["speedup"]["median"], 1.6)))
     rows.extend(_scale_summary(results["scale"]))
     out = results["outcome"]
@@ -382,7 +383,8 @@ def outcome_section(results: dict, out_path: Path, results_dir: Path) -> list[st
         "samples (LiteRT, batch 1, 1 thread, median of the timed runs). Figures are read from that stage's "
         "`metrics.json`. The baseline is the float32 TFLite conversion of the trained model.",
         "",
-        "| model | technique | accuracy | Δ vs baseline | gzip size | compression (gzip) | latency / sample | speed-up |",
+        "| model | technique | accuracy | Δ vs baseline | gzip size | compression (gzip) | latency / sample "
+        "| speed-up |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
@@ -476,7 +478,7 @@ PROBE_NOTE = (
     "int8 input/output removes those ops but not the gap). Without a delegate (the built-in kernels) "
     "int8 is the faster one, more so on batches, where arithmetic dominates. Two threads only add "
     "synchronisation for a model this small (and contend with the machine's other processes). int16x8 "
-    "runs on reference kernels and is an order of magnitude slower. So on this model int8's gain is "
+    "(16-bit activations) lacks optimized kernels and is an order of magnitude slower. So on this model int8's gain is "
     "size; a speed gain needs a model large enough for arithmetic to dominate, or a runtime without "
     "a fast float path. The evaluate stage measures the default settings users get."
 )

@@ -21,7 +21,8 @@ def generated_yaml(shape: str, stages: int) -> str:
     """A pipeline of ``stages`` stages: a load stage then a chain or a fan-out."""
     lines = ["version: 1", f"name: scale-{shape}-{stages}", "seed: 0",
              "datasets:", "  digits: {type: sklearn_digits}", "stages:",
-             "  s0: {type: load, builder: 'compressflow.models:small_cnn', args: {input_shape: [8, 8, 1], classes: 10}}"]
+             "  s0: {type: load, builder: 'compressflow.models:small_cnn',"
+             " args: {input_shape: [8, 8, 1], classes: 10}}"]
     for i in range(1, stages):
         if shape == "chain":
             lines.append(f"  s{i}: {{type: fine_tune, model: s{i - 1}, data: digits, epochs: {1 + i % 7}}}")
