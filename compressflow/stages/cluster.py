@@ -99,33 +99,17 @@ def cluster_layers(model, stage: ClusterStage, log):
 
     Returns ``(wrapped model, names of clustered layers, {skipped layer: reason})``.
     """
-    from compressflow.stages.prune import selected
-    from compressflow.stages.tfutil import keras, tfmot
+    from compressflow.stages.tfutil import tfmot, wrap_selected_layers
 
-    k, clustering = keras(), tfmot().clustering.keras
+    clustering = tfmot().clustering.keras
     init = getattr(clustering.CentroidInitialization, stage.centroid_init.upper())
-    clustered: list[str] = []
-    skipped: dict[str, str] = {}
-
-    def wrap(layer):
-        if isinstance(layer, k.Model):
-            return k.models.clone_model(layer, clone_function=wrap)
-        if not layer.trainable_weights:
-            return layer
-        if not selected(layer.name, stage.include, stage.exclude):
-            skipped[layer.name] = "not selected by include/exclude"
-            return layer
-        reason = _why_not_clusterable(layer, stage)
-        if reason:
-            skipped[layer.name] = reason
-            log(f"not clustering {layer.name}: {reason}")
-            return layer
-        clustered.append(layer.name)
-        # NOTE: cluster_weights forwards preserve_sparsity to the wrapper (zero kept as one of the centroids).
-        return clustering.cluster_weights(layer, number_of_clusters=stage.number_of_clusters,
-                                          cluster_centroids_init=init, preserve_sparsity=stage.preserve_sparsity)
-
-    wrapped = k.models.clone_model(model, clone_function=wrap)
+    # NOTE: cluster_weights forwards preserve_sparsity to the wrapper (zero kept as one of the centroids).
+    wrapped, clustered, skipped = wrap_selected_layers(
+        model, stage, lambda layer: _why_not_clusterable(layer, stage),
+        lambda layer: clustering.cluster_weights(layer, number_of_clusters=stage.number_of_clusters,
+                                                 cluster_centroids_init=init,
+                                                 preserve_sparsity=stage.preserve_sparsity),
+        "clustering", log)
     if not clustered:
         listed = "; ".join(f"{name}: {why}" for name, why in skipped.items()) or "the model has no weights"
         raise StageFailed(f"no layer to cluster ({listed})")

@@ -245,34 +245,17 @@ def prune_layers(model, stage: PruneStage, schedule, log: Callable[[str], None])
     Returns ``(wrapped model, names of pruned layers, {skipped layer: reason})``.
     Layers without weights are neither pruned nor reported.
     """
-    from compressflow.stages.tfutil import keras, tfmot
+    from compressflow.stages.tfutil import tfmot, wrap_selected_layers
 
-    k, prune_low_magnitude = keras(), tfmot().sparsity.keras.prune_low_magnitude
+    prune_low_magnitude = tfmot().sparsity.keras.prune_low_magnitude
     params: dict[str, Any] = {"pruning_schedule": schedule}
     if stage.block_size is not None:
         params["block_size"] = tuple(stage.block_size)
     if stage.sparsity_m_by_n is not None:
         params["sparsity_m_by_n"] = tuple(stage.sparsity_m_by_n)
-    pruned: list[str] = []
-    skipped: dict[str, str] = {}
-
-    def wrap(layer):
-        if isinstance(layer, k.Model):
-            return k.models.clone_model(layer, clone_function=wrap)
-        if not layer.trainable_weights:
-            return layer
-        if not selected(layer.name, stage.include, stage.exclude):
-            skipped[layer.name] = "not selected by include/exclude"
-            return layer
-        reason = _why_not_prunable(layer, stage)
-        if reason:
-            skipped[layer.name] = reason
-            log(f"not pruning {layer.name}: {reason}")
-            return layer
-        pruned.append(layer.name)
-        return prune_low_magnitude(layer, **params)
-
-    wrapped = k.models.clone_model(model, clone_function=wrap)
+    wrapped, pruned, skipped = wrap_selected_layers(
+        model, stage, lambda layer: _why_not_prunable(layer, stage),
+        lambda layer: prune_low_magnitude(layer, **params), "pruning", log)
     if not pruned:
         listed = "; ".join(f"{name}: {why}" for name, why in skipped.items()) or "the model has no weights"
         raise StageFailed(f"no layer to prune ({listed})")

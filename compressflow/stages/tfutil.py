@@ -503,3 +503,35 @@ def structure_keeper(constraints: list[dict[str, Any]]):
                 project()
 
     return StructureKeeper()
+
+
+def wrap_selected_layers(model, selection, why_not, apply, verb: str, log):
+    """Clone ``model`` with ``apply(layer)`` in place of each selected layer that has weights.
+
+    ``selection`` has fnmatch ``include``/``exclude`` patterns; ``why_not(layer)`` gives the
+    reason a layer cannot take the technique (or None). Returns ``(model, applied layer
+    names, {skipped layer: reason})``. Layers without weights are neither changed nor reported.
+    """
+    from compressflow.stages.prune import selected
+
+    k = keras()
+    applied: list[str] = []
+    skipped: dict[str, str] = {}
+
+    def wrap(layer):
+        if isinstance(layer, k.Model):
+            return k.models.clone_model(layer, clone_function=wrap)
+        if not layer.trainable_weights:
+            return layer
+        if not selected(layer.name, selection.include, selection.exclude):
+            skipped[layer.name] = "not selected by include/exclude"
+            return layer
+        reason = why_not(layer)
+        if reason:
+            skipped[layer.name] = reason
+            log(f"not {verb} {layer.name}: {reason}")
+            return layer
+        applied.append(layer.name)
+        return apply(layer)
+
+    return k.models.clone_model(model, clone_function=wrap), applied, skipped
