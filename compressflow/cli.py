@@ -150,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from compressflow import commands
-
     try:
+        # NOTE: imported inside the try so that Ctrl-C while modules load is a clean interruption too.
+        from compressflow import commands
+
         return commands.dispatch(args, argv)
     except CompressflowError as exc:
         print(exc.render(), file=sys.stderr)

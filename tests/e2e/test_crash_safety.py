@@ -89,9 +89,11 @@ def test_sigkill_at_many_moments_never_leaves_a_trusted_bad_entry(slow):
 
 
 def test_sigint_stops_cleanly_with_the_resume_command(slow):
-    pipeline, _ = slow
+    pipeline, log = slow
     process = spawn_cli("run", pipeline)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while not runs(log) and time.monotonic() < deadline:  # interrupt while a stage works
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, (out, err)
