@@ -48,14 +48,15 @@ class Plan:
 
     def inputs_of(self, name: str) -> dict[str, str | list[str]]:
         """Reference fields of ``name`` (without ``after``) mapped to stage name(s)."""
-        stage = self.stages[name].stage
-        refs = stage.stage_refs()
-        refs.pop("after", None)
-        out: dict[str, str | list[str]] = {}
-        for field_name, targets in refs.items():
-            value = getattr(stage, field_name)
-            out[field_name] = list(targets) if isinstance(value, (list, tuple)) else targets[0]
-        return out
+        return input_refs(self.stages[name].stage)
+
+
+def input_refs(stage: Stage) -> dict[str, str | list[str]]:
+    """A stage's data inputs: reference fields (not ``after``) mapped to a stage name or a list of them."""
+    refs = stage.stage_refs()
+    refs.pop("after", None)
+    return {field_name: list(targets) if isinstance(getattr(stage, field_name), (list, tuple)) else targets[0]
+            for field_name, targets in refs.items()}
 
 
 def seed_name_of(name: str) -> str:
@@ -76,15 +77,12 @@ def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]
     dataset_fingerprints: dict[str, dict] = {}  # each dataset is fingerprinted once per plan
     for name in order:
         stage: Stage = graph.nodes[name]["stage"]
-        refs = stage.stage_refs()
-        refs.pop("after", None)
-        if any(t not in keys for targets in refs.values() for t in targets):
+        inputs = input_refs(stage)
+        names = [t for ref in inputs.values() for t in (ref if isinstance(ref, list) else [ref])]
+        if any(t not in keys for t in names):
             continue  # an input failed to fingerprint; its problem is reported already
-        input_keys: dict[str, str | list[str]] = {}
-        for field_name, targets in refs.items():
-            value = getattr(stage, field_name)
-            input_keys[field_name] = ([keys[t].key for t in targets] if isinstance(value, (list, tuple))
-                                      else keys[targets[0]].key)
+        input_keys = {field_name: [keys[t].key for t in ref] if isinstance(ref, list) else keys[ref].key
+                      for field_name, ref in inputs.items()}
         try:
             keys[name] = stage_key(name, stage, input_keys, env, seed_name_of(name), dataset_fingerprints)
         except (CompressflowError, OSError, ValueError) as exc:
