@@ -1,13 +1,16 @@
-"""Helpers for tests that run the real ``compressflow`` command in subprocesses."""
+"""Helpers for tests that run the real ``compressflow`` command in processes of its own."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+
+from forked_cli import ForkServer
 
 
 @dataclass
@@ -21,11 +24,41 @@ class Result:
         return self.out + self.err
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> Result:
-    """Run ``python -m compressflow ARGS`` and capture its output."""
-    proc = subprocess.run([sys.executable, "-m", "compressflow", *map(str, args)], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300,
+        fresh: bool = False) -> Result:
+    """Run ``compressflow ARGS`` in a process of its own and capture its output.
+
+    The process is forked from a server that has the CLI imported (``forked_cli``), which is
+    what ``python -m compressflow`` is once its imports are done. ``fresh`` starts a new
+    interpreter instead, for what depends on the environment at import time.
+    """
+    full_env = {**os.environ, **(env or {})}
+    if fresh:
+        proc = subprocess.run([sys.executable, "-m", "compressflow", *map(str, args)], cwd=cwd, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+    outcome = _server_for(full_env).run(*map(str, args), cwd=cwd or os.getcwd(), env=env, timeout=timeout)
+    if outcome.timed_out:
+        raise subprocess.TimeoutExpired([sys.executable, "-m", "compressflow", *map(str, args)], timeout,
+                                        outcome.out, outcome.err)
+    return Result(outcome.code, outcome.out, outcome.err)
+
+
+_servers: dict[tuple[str, str], ForkServer] = {}
+
+
+def _server_for(env: dict[str, str]) -> ForkServer:
+    """One fork server per set of plugins and import path: the registry is read once per process."""
+    key = (env.get("COMPRESSFLOW_PLUGINS", ""), env.get("PYTHONPATH", ""))
+    if key not in _servers:
+        _servers[key] = ForkServer(env={"COMPRESSFLOW_PLUGINS": key[0], "PYTHONPATH": key[1]})
+    return _servers[key]
+
+
+@atexit.register
+def _close_servers() -> None:
+    for server in _servers.values():
+        server.close()
 
 
 def spawn_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:

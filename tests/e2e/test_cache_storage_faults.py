@@ -79,7 +79,7 @@ def test_injected_storage_failure_fails_the_run_cleanly(story, tmp_path: Path, f
     before = entry_files(cache)
     plugins = os.environ["COMPRESSFLOW_PLUGINS"] + ",storage_faults"
 
-    result = cli("run", pipeline, "--cache", cache, env={
+    result = cli("run", pipeline, "--cache", cache, fresh=True, env={  # the plugin reads its setting on import
         "COMPRESSFLOW_PLUGINS": plugins, "COMPRESSFLOW_TEST_STORAGE_FAULT": f"{fault}:{cache / 'entries'}"})
 
     check_failed_run(result, cache, os.strerror(getattr(errno, fault)), before, pipeline)

@@ -1,20 +1,22 @@
-"""Run many ``compressflow`` commands, each in its own bounded process, paying the imports once.
+"""Run many ``compressflow`` commands, each in its own process, paying the imports once.
 
 This script imports the CLI and reads the stage registry, then serves requests read as
-JSON lines on stdin. For each one it forks a child that sets memory and CPU limits,
-changes to the requested folder and environment, points its stdout and stderr at the
-requested files and calls :func:`compressflow.cli.main` with the requested arguments,
-exactly as ``python -m compressflow`` does after its imports. The parent waits at most
-``timeout`` seconds (then kills the child) and answers one JSON line::
+JSON lines on stdin. For each one it forks a child that (optionally) sets memory and CPU
+limits, replaces its environment with the requested one, changes to the requested folder,
+points its stdout and stderr at the requested files and calls :func:`compressflow.cli.main`
+with the requested arguments, exactly as ``python -m compressflow`` does after its imports.
+The parent waits at most ``timeout`` seconds (then kills the child) and answers one JSON line::
 
     {"argv": [...], "cwd": DIR, "env": {...}, "stdout": FILE, "stderr": FILE,
-     "timeout": 20, "memory": 2147483648}
+     "timeout": 20, "memory": 2147483648 or null, "cpu": 60 or null}
     -> {"code": 2, "timed_out": false, "signal": null}
 
-A child's uncaught exception is printed with its traceback and gives status 1, as
-the interpreter would. Before serving, the server runs each command once on an invalid
-pipeline in a scratch folder (output discarded), so that what every command imports
-and builds before reading a pipeline is ready in the children.
+A child's uncaught exception is printed with its traceback and gives status 1, as the
+interpreter would. The registry is read once, here, so a server serves one value of
+``COMPRESSFLOW_PLUGINS`` and ``PYTHONPATH``: the client starts one server per value. Before
+serving, the server runs each command once on an invalid pipeline in a scratch folder
+(output discarded), so that what every command imports and builds before reading a
+pipeline is ready in the children.
 """
 
 from __future__ import annotations
@@ -30,21 +32,27 @@ import traceback
 
 from compressflow import cli
 
-_CPU_SECONDS = 60
 _WARM_UP = "version: 1\nname: warm-up\nstages:\n  a: {type: no_such_type}\n"
 
 
 def _child(request: dict) -> None:
     code = 1
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
-        resource.setrlimit(resource.RLIMIT_CPU, (_CPU_SECONDS, _CPU_SECONDS))
-        os.chdir(request["cwd"])
+        if request.get("memory"):
+            resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
+        if request.get("cpu"):
+            resource.setrlimit(resource.RLIMIT_CPU, (request["cpu"], request["cpu"]))
+        os.environ.clear()
         os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
         for fd, name in ((1, request["stdout"]), (2, request["stderr"])):
             target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(target, fd)
             os.close(target)
+        sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False)
         code = cli.main(list(request["argv"]))
@@ -72,7 +80,7 @@ def _wait(pid: int, timeout: float) -> dict:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return {"code": None, "timed_out": True, "signal": signal.SIGKILL}
-        time.sleep(0.005)
+        time.sleep(0.002)
 
 
 def _warm_up() -> None:
