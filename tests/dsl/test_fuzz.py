@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,6 +64,7 @@ def test_documents_as_dicts(document, overrides):
     load_or_error(document if isinstance(document, dict) else {"doc": document}, overrides=overrides)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(document=DOCUMENTS)
 def test_documents_as_yaml_files(tmp_path, document):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,6 +41,7 @@ stages:
 """
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=DOCUMENT, recipe=st.one_of(st.just(RECIPE), DOCUMENT.map(yaml.safe_dump)))
 def test_sweeps_and_recipes_load_or_report(tmp_path, document, recipe):

@@ -53,6 +53,7 @@ def damaged(pipeline: Path) -> list:
     return Cache(pipeline.parent / ".compressflow" / "cache").verify_all()
 
 
+@pytest.mark.slow
 def test_sigkill_at_many_moments_never_leaves_a_trusted_bad_entry(slow):
     pipeline, log = slow
     started = time.perf_counter()

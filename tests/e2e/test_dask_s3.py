@@ -17,6 +17,8 @@ import compressflow.api
 from compressflow.executor.cache import Cache
 from compressflow.executor.remote_cache import RemoteCache
 
+pytestmark = pytest.mark.slow  # a local Dask cluster and an S3 server per module
+
 PLUGINS = "toy_stages,remote_toy_stages"
 
 SWEEP = """

@@ -16,6 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import compressflow.api
 from compressflow.executor.locks import LockHolder
 
@@ -38,6 +40,7 @@ def overlapping_pipeline(folder: Path, index: int) -> Path:
     return write(folder / f"p{index}" / "pipeline.yaml", f"version: 1\nname: overlap-{index}\nstages:\n{stages}")
 
 
+@pytest.mark.slow
 def test_overlapping_pipelines_on_one_cache_compute_each_stage_once(tmp_path: Path, monkeypatch):
     log = tmp_path / "runs.log"
     monkeypatch.setenv("TOY_RUN_LOG", str(log))

@@ -118,6 +118,7 @@ def cache(tmp_path: Path, messages: list[str]) -> Cache:
     return cache
 
 
+@pytest.mark.slow
 def test_sigkill_before_every_step_of_writing_and_committing(cache: Cache, messages: list[str]) -> None:
     full_run, steps = run_in_lockstep(cache.root, make_key("full run"), kill_before=None)
     assert full_run.returncode == 0 and cache.status(make_key("full run")) == "hit"

@@ -277,6 +277,7 @@ def test_missing_bucket_is_a_clear_cache_error(tmp_path: Path, s3_endpoint: str,
 # ---------------------------------------------------------------------------------- through the CLI
 
 
+@pytest.mark.slow
 def test_cli_runs_plans_and_maintains_a_cache_on_s3(tmp_path: Path, s3_url: str) -> None:
     from helpers import TOY_PIPELINE, cli, runs, write
 

@@ -111,6 +111,7 @@ def test_lease_is_exclusive_until_released(s3_url: str) -> None:
     assert messages == []
 
 
+@pytest.mark.slow
 def test_concurrent_processes_compute_an_entry_once(tmp_path: Path, s3_url: str) -> None:
     key = make_key("compute once")
     computed = tmp_path / "computed.log"
@@ -124,6 +125,7 @@ def test_concurrent_processes_compute_an_entry_once(tmp_path: Path, s3_url: str)
     assert len({result["sha256"] for result in results}) == 1
 
 
+@pytest.mark.slow
 def test_heartbeat_keeps_a_live_holder_past_its_ttl(s3_url: str) -> None:
     key = make_key("heartbeat")
     holder = Child("hold", s3_url, key, "2")
@@ -167,6 +169,7 @@ def test_lease_without_heartbeat_from_another_host_is_taken_over_after_its_ttl(s
     assert any("left by process 4242 on host build-box-7 (no heartbeat for 1s)" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_of_several_waiters_on_a_stale_lease_exactly_one_takes_it_over(s3_url: str) -> None:
     key, messages = make_key("stale race"), []
     put_lease(s3_url, key, host="build-box-7", pid=4242, ttl=0.5)

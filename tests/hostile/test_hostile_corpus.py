@@ -146,6 +146,7 @@ def test_hostile_file_is_refused_and_nothing_runs(server, tmp_path: Path, case: 
     assert not ESCAPE_TARGET.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SAMPLE)
 def test_a_fresh_interpreter_answers_the_same(server, tmp_path: Path, name: str):
     if server is None:

@@ -18,6 +18,7 @@ def test_pareto_front_keeps_what_nothing_beats_on_both_size_and_accuracy():
     assert pareto_front({"only": (1, 0.5)}) == ["only"]
 
 
+@pytest.mark.slow
 def test_html_report_has_every_model_valid_plots_and_the_stage_graph(shop):
     assert cli("run", shop).code == 0
     result = cli("report", shop)
@@ -80,6 +81,7 @@ def test_report_without_runs_or_with_an_unknown_run_is_a_usage_error(shop, ref):
     assert result.code == 2 and "Traceback" not in result.text
 
 
+@pytest.mark.slow
 def test_selection_of_a_select_stage_is_shown_and_marked(shop):
     import json
 

@@ -10,9 +10,8 @@ from compressflow.cli import main
 from experience_helpers import MODELS, shop  # noqa: F401  (fixture)
 from helpers import cli
 
-mlflow = pytest.importorskip("mlflow")
 
-
+@pytest.mark.slow
 def test_runs_and_metrics_in_a_local_mlflow_store(shop, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = cli("run", shop, "--track", "mlflow", env={"MLFLOW_TRACKING_URI": uri,
