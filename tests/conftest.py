@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config):
+    """One folder per session for what parallel test processes share (see tests/stages/stage_chain.py)."""
+    if not hasattr(config, "workerinput") and "COMPRESSFLOW_TEST_SHARED_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="cf-test-session-")
+        os.environ["COMPRESSFLOW_TEST_SHARED_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def pytest_collection_modifyitems(config, items):
