@@ -113,8 +113,9 @@ def load_all() -> None:
             return
         for module in BUILTIN_MODULES:
             importlib.import_module(module)
+        installed = entry_points()  # NOTE: one scan of the installed distributions, not one per group
         for group in (STAGE_GROUP, DATASET_GROUP):
-            for ep in entry_points(group=group):
+            for ep in installed.select(group=group):
                 _load_target(ep.value, f"entry point {ep.name!r} of {group}")
         for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
             _load_target(module, f"{PLUGINS_ENV} module")
