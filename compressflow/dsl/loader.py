@@ -16,13 +16,12 @@ Steps, each adding to one list of problems so that all are reported at once:
 
 from __future__ import annotations
 
-import gc
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem
+from compressflow.gc_pause import cyclic_gc_paused
 from compressflow.dsl.external import check_external
 from compressflow.dsl.interpolate import interpolate
 from compressflow.dsl.cross_checks import cross_check
@@ -58,22 +57,8 @@ def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
     Raises :class:`~compressflow.errors.PipelineError` carrying every problem
     found, sorted by location; bad input never raises anything else.
     """
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         return _load(source, overrides, params_files, allow_outside_paths)
-
-
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    # NOTE: a large pipeline allocates hundreds of thousands of long-lived objects and no
-    # reference cycles; the cyclic collector would rescan them again and again (about 40%
-    # of the load time of a 10,000-stage file). Memory stays bounded by the loader's limits.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _load(source: Any, overrides: Any, params_files: Any, allow_outside_paths: bool) -> Pipeline:

@@ -11,6 +11,7 @@ from compressflow.errors import CompressflowError, PipelineError, Problem, Usage
 from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
 from compressflow.executor.keys import StageKey, stage_key
+from compressflow.gc_pause import cyclic_gc_paused
 from compressflow.stages.base import Environment, Stage
 
 CACHED = "cached"
@@ -115,7 +116,11 @@ def make_plan(pipeline, cache, selection: Selection | None = None, *,
     ``verify`` their sha256 too, and an entry that fails is reported, removed and planned
     to run again (the plan then acts on the cache: use it for a run).
     """
-    selection = selection or Selection()
+    with cyclic_gc_paused():
+        return _make_plan(pipeline, cache, selection or Selection(), allow_outside_paths, verify)
+
+
+def _make_plan(pipeline, cache, selection: Selection, allow_outside_paths: bool, verify: bool) -> Plan:
     graph = build_graph(pipeline)
     order = execution_order(graph)
     env = Environment(pipeline_dir=pipeline.root, seed=pipeline.seed, datasets=dict(pipeline.datasets),
