@@ -48,5 +48,6 @@ os.environ["COMPRESSFLOW_PLUGINS"] = ",".join(
     filter(None, [os.environ.get("COMPRESSFLOW_PLUGINS", ""), "toy_stages"]))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH", "")]))
 
-# Fixtures of an S3-compatible server on 127.0.0.1 (s3_endpoint, s3_url), for remote cache tests.
-pytest_plugins = ["s3_server"]
+# Fixtures of an S3-compatible server on 127.0.0.1 (s3_endpoint, s3_url), for remote cache tests;
+# the toy pipeline of the progress, record, report and tracking tests (shop).
+pytest_plugins = ["s3_server", "experience_helpers"]

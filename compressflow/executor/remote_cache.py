@@ -479,7 +479,8 @@ class RemoteCache:
             manifest = check.manifest
             size = sum(r["size"] for r in manifest["files"].values()) if manifest else sum(listing.values())
             infos.append(EntryInfo(key=key, path=self.entry_url(key),  # type: ignore[arg-type]
-                                   stage=check.stage or UNKNOWN_STAGE, size=size, created=float(manifest["created"]) if manifest else 0.0,
+                                   stage=check.stage or UNKNOWN_STAGE, size=size,
+                                   created=float(manifest["created"]) if manifest else 0.0,
                                    damaged=not check.ok, problem=check.summary() or None))
         return infos
 

@@ -102,7 +102,8 @@ def _pipeline_section(record: dict[str, Any]) -> str:
         why = stage.get("error") or "; ".join(stage.get("reasons", []))
         rows.append(f"<tr><td><b>{escape(name)}</b></td><td>{escape(stage.get('type', ''))}</td>"
                     f"<td>{escape(stage.get('status', ''))}</td>"
-                    f"<td class='n'>{escape(_seconds(stage.get('seconds')) if stage.get('status') == 'ran' else '')}</td>"
+                    "<td class='n'>"
+                    f"{escape(_seconds(stage.get('seconds')) if stage.get('status') == 'ran' else '')}</td>"
                     f"<td><code>{escape(stage.get('key', '')[:12])}</code></td>"
                     f"<td class='{'err' if stage.get('error') else ''}'>{escape(why.splitlines()[0] if why else '')}"
                     "</td></tr>")
@@ -147,7 +148,8 @@ def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
         latency_text = "-" if m.get("latency_ms_median") is None else (
             readable(m["latency_ms_median"]) + (f" ({readable(p90)})" if p90 is not None else ""))
         rows.append(
-            f"<tr class='{'baseline' if is_base else ''}' data-model='{escape(name)}'><td><b>{escape(name)}</b>{tags}</td>"
+            f"<tr class='{'baseline' if is_base else ''}' data-model='{escape(name)}'>"
+            f"<td><b>{escape(name)}</b>{tags}</td>"
             f"<td>{escape(str(m.get('label', m.get('kind', ''))))}</td>"
             + cell(_percent(m.get("accuracy")), "accuracy") + cell(delta_cell, extra=delta_class)
             + cell(f"{m.get('nonzero_params', 0):,} / {m.get('params', 0):,}")
@@ -193,7 +195,8 @@ def _selection_section(stage: str, selection: dict[str, Any], table: str | None)
         value = candidate.get("value")
         tag = "<span class='tag sel'>selected</span>" if name in chosen else ""
         rows.append(f"<tr><td><b>{escape(name)}</b>{tag}"
-                    f"</td><td class='n'>{escape(readable(value) if isinstance(value, (int, float)) else str(value))}</td>"
+                    "</td><td class='n'>"
+                    f"{escape(readable(value) if isinstance(value, (int, float)) else str(value))}</td>"
                     f"<td>{'✓ passed' if passed else '✗ ' + escape(reasons)}</td></tr>")
     body = (f"<table><thead><tr><th>candidate</th><th class='n'>{escape(str(selection.get('metric', 'value')))}</th>"
             f"<th>constraints</th></tr></thead><tbody>{''.join(rows)}</tbody></table>") if rows else ""

@@ -53,7 +53,8 @@ def render_markdown(record: dict[str, Any], report_path: str | None = None) -> s
     status = record.get("status", "?")
     counts = ", ".join(f"{n} {state}" for state, n in sorted(record.get("counts", {}).items()))
     seconds = record.get("seconds")
-    lines = [f"### {_STATUS_MARK.get(status, '')} compressflow · {pipeline.get('name', '?')} · {status}".replace("  ", " "),
+    lines = [f"### {_STATUS_MARK.get(status, '')} compressflow · {pipeline.get('name', '?')} · {status}"
+             .replace("  ", " "),
              "", f"Run `{record.get('id', '?')}`: {counts}" + (f" in {seconds:.1f} s" if seconds else "")
              + f" — `compressflow {' '.join(record.get('argv', []))}`", ""]
     failed = [(n, s) for n, s in record.get("stages", {}).items() if s.get("status") in ("failed", "blocked")]

@@ -110,7 +110,7 @@ def _label_offsets(axes, points: dict[str, tuple[float, float]]) -> dict[str, tu
         py = (y - min(vs)) / v_span * height_pt
         dy = 5.0
         left, right = px + 7.0, px + 7.0 + char * len(name)
-        while any(left < r and l < right and abs(py + dy - b) < line for l, b, r in placed):
+        while any(left < r and other_left < right and abs(py + dy - b) < line for other_left, b, r in placed):
             dy -= line
         placed.append((left, py + dy, right))
         offsets[name] = (7.0, dy)

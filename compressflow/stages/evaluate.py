@@ -85,7 +85,8 @@ require: {max_accuracy_drop: 0.01}
     split: Literal["validation", "train"] = Field("validation", description="Which split to measure on.")
     top_k: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [1], description="Also report top-k accuracy for these k (top-1 is `accuracy`).")
-    latency: LatencyOptions | None = Field(default_factory=LatencyOptions, description="Latency options (null to skip).")
+    latency: LatencyOptions | None = Field(
+        default_factory=LatencyOptions, description="Latency options (null to skip).")
     require: Requirements | None = Field(None, description="Gates against the baseline.")
 
     @model_validator(mode="after")

@@ -32,7 +32,8 @@ early_stopping: {monitor: val_accuracy, patience: 3}
     model: StageName
     data: DatasetName
     loss: str = Field("sparse_categorical_crossentropy", description="Keras loss name.")
-    from_logits: bool | None = Field(None, description="Whether the model outputs logits (default: detected from its last activation).")
+    from_logits: bool | None = Field(
+        None, description="Whether the model outputs logits (default: detected from its last activation).")
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Keras metrics to report.")
     preserve_sparsity: bool = Field(True, description="Keep weights that are zero in the input at zero.")
     preserve_clusters: bool = Field(True, description="Keep the number of unique values per weight tensor.")

@@ -41,7 +41,8 @@ def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str
 
 
 def is_named(model: str, names: list[str]) -> bool:
-    """Whether ``names`` holds ``model``, or the swept stage it is a variant of (``int8`` for ``int8[method=dynamic]``)."""
+    """Whether ``names`` holds ``model``, or the swept stage it is a variant of
+    (``int8`` for ``int8[method=dynamic]``)."""
     return model in names or model.split("[", 1)[0] in names
 
 

@@ -15,7 +15,10 @@ TF_LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization")
 
 @register_stage
 class LoadStage(Stage):
-    """Load a model from `path` (.keras, .h5 or SavedModel), a `builder` function or a keras.applications `application`."""
+    (
+        "Load a model from `path` (.keras, .h5 or SavedModel), a `builder` function "
+        "or a keras.applications `application`."
+    )
 
     kind: ClassVar[str] = "load"
     example: ClassVar[str] = """\

@@ -38,7 +38,8 @@ class TrainingOptions(BaseModel):
 class LayerSelection(BaseModel):
     """Which layers a technique applies to, by name pattern (fnmatch, e.g. `conv*`)."""
 
-    include: list[str] = Field(default_factory=list,
-                               description="Only layers whose name matches one of these patterns (default: all supported).")
+    include: list[str] = Field(
+        default_factory=list,
+        description="Only layers whose name matches one of these patterns (default: all supported).")
     exclude: list[str] = Field(default_factory=list,
                                description="Layers whose name matches one of these patterns are left alone.")

@@ -23,8 +23,10 @@ class _ScheduleBase(BaseModel):
     end_step: int | None = Field(None, ge=-1, description="Step at which pruning ends (default: end of training).")
     begin_epoch: float | None = Field(None, ge=0, description="Like begin_step, in epochs.")
     end_epoch: float | None = Field(None, ge=0, description="Like end_step, in epochs.")
-    frequency: int | None = Field(None, ge=1, description="Steps between two pruning updates "
-                                                      "(default: about 10 updates over the pruning window, at most 100 steps apart).")
+    frequency: int | None = Field(
+        None, ge=1,
+        description="Steps between two pruning updates "
+                    "(default: about 10 updates over the pruning window, at most 100 steps apart).")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):

@@ -114,8 +114,9 @@ def read_parameters(model: bytes | Path) -> list[ConstantTensor]:
             if quant is not None and quant.zeroPoint is not None and len(quant.zeroPoint):
                 zero_point = np.asarray(quant.zeroPoint, dtype=np.int64)
                 axis = int(quant.quantizedDimension or 0)
-            found.append(ConstantTensor(subgraph=subgraph_index, index=index, name=name, layer=layer_name(name), dtype=type_name.lower(),
-                                        values=values, zero_point=zero_point, quantized_dimension=axis))
+            found.append(ConstantTensor(subgraph=subgraph_index, index=index, name=name, layer=layer_name(name),
+                                        dtype=type_name.lower(), values=values, zero_point=zero_point,
+                                        quantized_dimension=axis))
     return found
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 
-from experience_helpers import shop  # noqa: F401  (fixture)
 from helpers import cli
 
 ANSI = re.compile(r"\x1b\[")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from experience_helpers import MODELS, shop  # noqa: F401  (fixture)
+from experience_helpers import MODELS
 from helpers import cli, write
 
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from compressflow.report.data import pareto_front
-from experience_helpers import MODELS, PARETO, shop  # noqa: F401  (fixture)
+from experience_helpers import MODELS, PARETO
 from helpers import cli
 from report_helpers import ReportPage, png_size
 

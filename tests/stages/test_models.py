@@ -69,12 +69,14 @@ def _known(class_name, module, registered):
 def test_find_code_names_lambdas_and_foreign_modules_in_new_format_configs():
     activation = {"module": "my.acts", "class_name": "function", "config": "swishy", "registered_name": "function"}
     zeros = {"module": "keras.initializers", "class_name": "Zeros", "config": {}}
-    config = {"module": "tf_keras.src.engine.functional", "class_name": "Functional", "config": {"name": "m", "layers": [
+    layers = [
         {"module": "keras.layers", "class_name": "Dense",
          "config": {"name": "head", "kernel_initializer": zeros, "activation": activation}},
         {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "code", "function": ["AAA", None, None]}},
         {"module": "keras.layers", "class_name": "Flatten", "config": {"name": "flat"}},
-    ]}}
+    ]
+    config = {"module": "tf_keras.src.engine.functional", "class_name": "Functional",
+              "config": {"name": "m", "layers": layers}}
     findings = {(f.layer, f.class_name): f.reason for f in safety.find_code([(config, True)], _known)}
     assert set(findings) == {("head", "function"), ("code", "Lambda")}
     assert "'my.acts'" in findings[("head", "function")]

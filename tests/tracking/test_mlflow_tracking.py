@@ -7,7 +7,7 @@ import json
 import pytest
 
 from compressflow.cli import main
-from experience_helpers import MODELS, shop  # noqa: F401  (fixture)
+from experience_helpers import MODELS
 from helpers import cli
 
 
