@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -62,9 +63,15 @@ def _close_servers() -> None:
 
 
 def spawn_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start ``python -m compressflow ARGS`` in a new interpreter, as from a terminal: Ctrl-C (SIGINT)
+    interrupts it even when this process was started in the background, where SIGINT is ignored."""
     return subprocess.Popen([sys.executable, "-m", "compressflow", *map(str, args)], cwd=cwd,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write(path: Path, text: str) -> Path:

@@ -243,7 +243,8 @@ def test_syntax_error_in_an_included_file(project):
 @pytest.mark.parametrize("entry", ["../outside.yaml", "/etc/hostname", "link.yaml"])
 def test_includes_stay_inside_the_pipeline_folder(project, tmp_path, entry):
     (tmp_path / "outside.yaml").write_text("params: {x: 1}\n")
-    root = project({"inner/pipe.yaml": f"name: t\ninclude: ['{entry}']\nstages:\n  s: {{type: load, builder: 'm:f'}}\n"})
+    root = project({"inner/pipe.yaml": f"name: t\ninclude: ['{entry}']\n"
+                                       "stages:\n  s: {type: load, builder: 'm:f'}\n"})
     (root / "inner" / "link.yaml").symlink_to(tmp_path / "outside.yaml")
     problem = only(problems(root / "inner" / "pipe.yaml"))
     assert "is outside the pipeline's folder" in problem.message

@@ -69,7 +69,8 @@ def test_cycle_names_its_members_in_order(problems_of):
 
 
 def test_two_stage_cycle_through_after(problems_of):
-    text = HEAD + LOAD + "  x: {type: load, builder: 'm:f', after: [y]}\n  y: {type: load, builder: 'm:f', after: [x]}\n"
+    text = (HEAD + LOAD + "  x: {type: load, builder: 'm:f', after: [y]}\n"
+            "  y: {type: load, builder: 'm:f', after: [x]}\n")
     problem = only(problems_of(text))
     assert problem.message == "stages form a cycle: x -> y -> x"
     assert problem.location.line == 9
