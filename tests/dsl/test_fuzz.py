@@ -44,6 +44,8 @@ DOCUMENTS = st.one_of(
 OVERRIDES = st.lists(st.one_of(st.text(max_size=30), st.sampled_from(
     ["params.sparsity=0.9", "stages.base.epochs=x", "seed=[1", "name=", "stages=1", "a.b.c=d"])), max_size=3)
 
+pytestmark = pytest.mark.slow  # hundreds of generated documents per test
+
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
 
@@ -64,7 +66,6 @@ def test_documents_as_dicts(document, overrides):
     load_or_error(document if isinstance(document, dict) else {"doc": document}, overrides=overrides)
 
 
-@pytest.mark.slow
 @FUZZ
 @given(document=DOCUMENTS)
 def test_documents_as_yaml_files(tmp_path, document):

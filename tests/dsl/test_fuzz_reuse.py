@@ -11,6 +11,8 @@ from compressflow.dsl import Pipeline, load_pipeline
 from compressflow.dsl.names import base_name
 from compressflow.errors import PipelineError
 
+pytestmark = pytest.mark.slow  # hundreds of generated documents per test
+
 FIELDS = st.sampled_from(["epochs", "schedule.final_sparsity", "schedule", "model", "method", "type", "matrix",
                           "learning_rate", "", "a..b", "epochs.x", "data", "after", "to", "path", "params.x"])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 40), st.floats(allow_nan=True),
@@ -41,7 +43,6 @@ stages:
 """
 
 
-@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=DOCUMENT, recipe=st.one_of(st.just(RECIPE), DOCUMENT.map(yaml.safe_dump)))
 def test_sweeps_and_recipes_load_or_report(tmp_path, document, recipe):

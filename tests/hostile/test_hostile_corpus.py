@@ -26,6 +26,8 @@ import pytest
 from bounded_cli import ForkServer, Outcome, run_fresh
 from corpus_index import CORPUS, GENERATED, Case, cases, readme_text
 
+pytestmark = pytest.mark.slow  # every file of the corpus, three commands each
+
 COMMANDS = ("validate", "plan", "run")
 ALL_CASES = cases()
 ESCAPE_TARGET = Path("/tmp/compressflow-hostile-escape")  # export_to_absolute.yaml aims here
@@ -146,7 +148,6 @@ def test_hostile_file_is_refused_and_nothing_runs(server, tmp_path: Path, case: 
     assert not ESCAPE_TARGET.exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", SAMPLE)
 def test_a_fresh_interpreter_answers_the_same(server, tmp_path: Path, name: str):
     if server is None:
