@@ -15,6 +15,7 @@ from typing import Protocol
 
 import networkx as nx
 
+from compressflow.errors import CacheError
 from compressflow.executor.plan import CACHED, RUN, Plan
 from compressflow.executor.runners import Runner
 from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
@@ -148,7 +149,10 @@ def _readiness(plan: Plan, name: str, report: RunReport) -> str:
 def _after_success(plan: Plan, cache, name: str, report: RunReport, reporter: Reporter) -> TaskOutcome | None:
     """Remember the key for ``plan`` explanations and publish outputs written on every run."""
     item = plan.stages[name]
-    cache.set_ref(plan.pipeline.name, name, item.key.key, item.key.doc)
+    try:
+        cache.set_ref(plan.pipeline.name, name, item.key.key, item.key.doc)
+    except CacheError as exc:  # a read-only shared cache still serves its entries
+        reporter.message(f"{name}: not remembered for `compressflow plan` explanations: {exc}")
     if not item.stage.always_publish:
         return None
     try:

@@ -87,6 +87,25 @@ def test_injected_storage_failure_fails_the_run_cleanly(story, tmp_path: Path, f
     check_recovery(pipeline, cache, log)
 
 
+def test_a_read_only_cache_still_serves_a_fully_cached_run(story):
+    pipeline, log = story
+    cache = pipeline.parent / "cache"
+    cache_first(pipeline, cache)
+    before = entry_files(cache)
+    log.unlink()
+    plugins = os.environ["COMPRESSFLOW_PLUGINS"] + ",storage_faults"
+
+    result = cli("run", pipeline, "--cache", cache, fresh=True, env={  # the plugin reads its setting on import
+        "COMPRESSFLOW_PLUGINS": plugins, "COMPRESSFLOW_TEST_STORAGE_FAULT": f"EROFS:{cache}"})
+
+    assert result.code == 0, result.text
+    assert "first: cached" in result.out and "Traceback" not in result.text
+    assert "not remembered for `compressflow plan` explanations" in result.text, result.text
+    assert os.strerror(errno.EROFS) in result.text
+    assert entry_files(cache) == before
+    assert not log.exists(), "a cached stage ran"
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path):
     """A 1 MB tmpfs (skipped where this process may not mount file systems)."""
