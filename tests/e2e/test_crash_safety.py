@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import compressflow.api
@@ -103,6 +104,26 @@ def test_sigint_stops_cleanly_with_the_resume_command(slow):
     verify = cli("cache", "verify", pipeline)
     assert " 0 damaged" in verify.out
     assert cli("run", pipeline).code == 0
+
+
+def test_sigterm_stops_the_worker_processes_and_records_the_interruption(tmp_path: Path, monkeypatch):
+    log = tmp_path / "runs.log"
+    monkeypatch.setenv("TOY_RUN_LOG", str(log))
+    pipeline = write(tmp_path / "branches.yaml", "version: 1\nname: branches\nstages:\n"
+                     "  left: {type: toy_number, value: 1, sleep: 60}\n"
+                     "  right: {type: toy_number, value: 2, sleep: 60}\n")
+    process = spawn_cli("run", pipeline, "--jobs", "2")
+    deadline = time.monotonic() + 60
+    while len(runs(log)) < 2 and time.monotonic() < deadline:  # both branches working, in two workers
+        time.sleep(0.05)
+    workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, (out, err)
+    assert "terminated" in err and f"compressflow run {pipeline} --jobs 2" in err and "Traceback" not in err
+    assert len(workers) == 2 and not any(psutil.pid_exists(pid) for pid in workers), "a worker outlived the run"
+    (record,) = (json.loads(p.read_text()) for p in (tmp_path / ".compressflow" / "runs").glob("*/run.json"))
+    assert record["status"] == "interrupted"
 
 
 def test_concurrent_runs_compute_each_stage_once(slow):
