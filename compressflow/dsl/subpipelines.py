@@ -353,6 +353,14 @@ def _reference_values(config: LocatedDict, classes: dict[str, type[Stage]]):
             for index, item in enumerate(value):
                 if isinstance(item, str):
                     yield field_name, value, index, item
+    for path in (cls.stage_name_paths if cls is not None else ()):
+        value: Any = config
+        for part in path:
+            value = value.get(part) if isinstance(value, LocatedDict) else None
+        if isinstance(value, LocatedList):
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    yield path[0], value, index, item
 
 
 def _replace(container, key, value: str, location: Location, note: str | None) -> None:

@@ -122,6 +122,9 @@ class Stage(BaseModel):
     always_publish: ClassVar[bool] = False
     # Fields holding a path the stage reads, with what it is (for messages); see ``check``.
     path_fields: ClassVar[dict[str, str]] = {}
+    # Paths to nested lists of stage names that are not dependencies (renamed with the stages
+    # when a recipe is namespaced), e.g. ``("require", "models")`` of evaluate.
+    stage_name_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     type: str
     after: StageNames = Field(default_factory=list, description="Stages that must finish first (no data passed).")

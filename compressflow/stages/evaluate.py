@@ -69,6 +69,7 @@ class EvaluateStage(Stage):
     """Measure every model in `models` on the validation split and compare with `baseline`."""
 
     kind: ClassVar[str] = "evaluate"
+    stage_name_paths: ClassVar[tuple[tuple[str, ...], ...]] = (("require", "models"),)
     example: ClassVar[str] = """\
 models: [trained, pruned]
 baseline: trained

@@ -244,3 +244,18 @@ def test_independent_problems_in_a_recipe_are_all_reported(project):
         ("recipes/int8.yaml", "'output' of recipe recipes/int8.yaml names an unknown stage 'int7'"),
         ("recipes/int8.yaml", "unknown field 'epochz'"),
         ("recipes/int8.yaml", "expected one of 'qat', 'float32', 'dynamic', 'float16', 'int8', 'int16x8'")]
+
+
+def test_names_in_a_recipe_stages_gates_are_namespaced_too(project):
+    recipe = RECIPE + ("  float: {type: quantize, model: model, method: float32}\n"
+                       "  check:\n"
+                       "    type: evaluate\n"
+                       "    models: [float, int8]\n"
+                       "    baseline: float\n"
+                       "    data: digits\n"
+                       "    require: {max_accuracy_drop: 0.01, models: [int8]}\n")
+    root = project({"recipes/int8.yaml": recipe, "pipe.yaml": USER})
+    pipeline = load_pipeline(root / "pipe.yaml")
+    check = pipeline.stages["int8_recipe.check"]
+    assert check.models == ["int8_recipe.float", "int8_recipe.int8"]
+    assert check.require.models == ["int8_recipe.int8"]
