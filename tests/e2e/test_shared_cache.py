@@ -93,7 +93,9 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_naming_the_dead_process(tmp_p
 
     stuck = spawn_cli("run", pipeline, "--cache", cache, env={"TOY_BLOCK": "slow"})
     deadline = time.monotonic() + 120  # a hang guard: the stage blocks until it is killed
-    while (holder := lock_holder(cache, slow_key)) is None or holder.pid != stuck.pid:
+    # Killed once it holds the lock and its stage is working (the stage logs its start after the lock).
+    while ((holder := lock_holder(cache, slow_key)) is None or holder.pid != stuck.pid
+           or not (log.exists() and log.read_text().startswith("slow "))):
         assert stuck.poll() is None and time.monotonic() < deadline, stuck.communicate()
         time.sleep(0.05)
     stuck.send_signal(signal.SIGKILL)
