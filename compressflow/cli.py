@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
 
     sub.add_parser("schema", help="print the JSON Schema of pipeline files (for editors)")
-    stages = sub.add_parser("stages", help="list stage types and their fields")
-    stages.add_argument("type", nargs="?", help="show one stage type in detail")
+    stages = sub.add_parser("stages", help="list stage and dataset types and their fields")
+    stages.add_argument("type", nargs="?", help="show one stage or dataset type in detail")
 
     cache = sub.add_parser("cache", help="inspect or clean the cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
