@@ -12,6 +12,7 @@ from compressflow.errors import Location, Problem, did_you_mean
 from compressflow.dsl.located import LocatedDict, key_location_of, locate_path, value_at
 from compressflow.dsl.model_paths import fields_at, known_tags
 from compressflow.dsl.schema import NAME_RULE, PIPELINE_NAME_RULE
+from compressflow.stages.registry import GROUPS, failures_for, plugin_failures
 
 _EXPECTED = {
     "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
@@ -113,9 +114,18 @@ def _extra(e: _Error) -> Described:
 def _unknown_tag(e: _Error) -> Described:
     tags = _QUOTED.findall(e.ctx.get("expected_tags", ""))
     tag = e.ctx.get("tag")
+    what = _entry_kind(e.path).strip() or "stage"
+    failed = failures_for(str(tag), what)
+    if failed:  # NOTE: the type exists, in a plugin that did not import
+        return (f"{_entry_kind(e.path)}type '{tag}'{e.where} is not available: "
+                + "; ".join(f.describe() for f in failed), failed[0].hint(), None)
     known = "known types: " + ", ".join(sorted(tags))
     close = did_you_mean(str(tag), tags)
-    return f"unknown {_entry_kind(e.path)}type '{tag}'{e.where}", f"{close} {known}" if close else known, None
+    hint = f"{close} {known}" if close else known
+    broken = [f.describe() for f in plugin_failures() if f.group in (None, GROUPS.get(what))]
+    if broken:
+        hint += "; plugins that failed to load may define it: " + "; ".join(broken)
+    return f"unknown {_entry_kind(e.path)}type '{tag}'{e.where}", hint, None
 
 
 def _missing_tag(e: _Error) -> Described:

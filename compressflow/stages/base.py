@@ -16,9 +16,8 @@ Example::
 
     @register_stage
     class Double(Stage):
-        kind: ClassVar[str] = "double"
         produces: ClassVar[str] = "number"
-        type: Literal["double"] = "double"
+        type: Literal["double"] = "double"   # the type's name: ``Double.kind == "double"``
         model: StageName
 
         def run(self, ctx):
@@ -34,7 +33,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar, get_args, get_origin
+from typing import Annotated, Any, Callable, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,24 +93,89 @@ def _marked_fields(cls: type[BaseModel], marker: object) -> tuple[str, ...]:
     return names
 
 
+# --------------------------------------------------------------------------- type names and code
+
+
+def literal_type_name(cls: type[BaseModel]) -> str | None:
+    """The name in ``cls``'s ``type: Literal["name"]`` field, or None when ``type`` is no such Literal."""
+    info = cls.model_fields.get("type")
+    annotation = info.annotation if info is not None else None
+    if get_origin(annotation) is not Literal:
+        return None
+    names = get_args(annotation)
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{cls.__module__}.{cls.__qualname__}: 'type' is {annotation}; a stage or dataset "
+                        "type has exactly one name: type: Literal['name'] = 'name'")
+    return names[0]
+
+
+# Modules of the framework itself, never part of a type's code fingerprint.
+_FRAMEWORK_MODULES = frozenset({__name__, "builtins", "typing", "abc"})
+
+
+class _TypeNamed(BaseModel):
+    """What stage and dataset types share: one type name, and the code their cache keys hold.
+
+    ``kind`` is derived from the ``type: Literal["name"]`` field when the class is created, so a
+    type validates and is keyed under the same name. A class body that also sets ``kind`` must
+    agree with its ``type`` field.
+    """
+
+    kind: ClassVar[str] = ""
+    code_dependencies: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        name = literal_type_name(cls)
+        declared = cls.__dict__.get("kind")
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if name is None:
+            if declared:
+                raise TypeError(f"{where} sets kind = {declared!r}, but its 'type' field is not "
+                                f"Literal[{declared!r}]; declare type: Literal[{declared!r}] = {declared!r} "
+                                "(the type's name comes from it) and drop 'kind'")
+            cls.kind = ""  # NOTE: an abstract base (type: str) does not keep a name its parent had
+            return
+        if declared and declared != name:
+            raise TypeError(f"{where} sets kind = {declared!r}, but its 'type' field is Literal[{name!r}]; "
+                            "the type's name comes from the 'type' field: drop 'kind' or make them agree")
+        cls.kind = name
+
+    @classmethod
+    def code_modules(cls) -> tuple[str, ...]:
+        """Modules whose source is in the cache key of this type, without duplicates.
+
+        The modules defining the class and its bases, then every ``code_dependencies`` along its
+        bases: the helpers its ``run`` (or ``load_arrays``) calls into, at any depth.
+        """
+        modules = [klass.__module__ for klass in cls.__mro__
+                   if klass.__module__ not in _FRAMEWORK_MODULES and not klass.__module__.startswith("pydantic")]
+        for klass in cls.__mro__:
+            modules.extend(klass.__dict__.get("code_dependencies", ()))
+        return tuple(dict.fromkeys(modules))
+
+
 # --------------------------------------------------------------------------- base models
 
 
-class Stage(BaseModel):
+class Stage(_TypeNamed):
     """Base of every stage type's config model.
 
     Class variables a stage type sets:
 
-    ``kind``      the value of ``type:`` in YAML (also the registry key)
+    ``type``      not a class variable but the field ``type: Literal["name"] = "name"``: the value
+                  of ``type:`` in YAML; ``kind`` (the registry key) is derived from it
     ``produces``  the artifact kind ``run`` outputs (``keras_model``, ``tflite_model``, ...)
     ``version``   bump it when the implementation changes what it outputs: it is in the cache key
     ``libraries`` distributions whose versions are in the cache key
+    ``code_dependencies`` modules (besides the one defining the class) whose code ``run`` uses,
+                  e.g. ``("compressflow.stages.tfutil",)``: their source is in the cache key
     ``key_exclude`` fields that do not change the output (kept out of the cache key)
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: ClassVar[str] = ""
     produces: ClassVar[str] = FILES
     version: ClassVar[str] = "1"
     libraries: ClassVar[tuple[str, ...]] = ()
@@ -207,12 +271,16 @@ class Stage(BaseModel):
         return []
 
 
-class Dataset(BaseModel):
-    """Base of every dataset type's config model (entries under ``datasets:``)."""
+class Dataset(_TypeNamed):
+    """Base of every dataset type's config model (entries under ``datasets:``).
+
+    Like a stage type, it names itself with ``type: Literal["name"] = "name"`` and lists the
+    modules its ``load_arrays`` uses in ``code_dependencies``: their source is in the cache key of
+    every stage that reads the dataset.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: ClassVar[str] = ""
     type: str
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0,
                                        description="Share of the samples held out for validation.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from compressflow.errors import UsageError, did_you_mean
-from compressflow.stages.registry import dataset_types, failures_for, stage_types
+from compressflow.stages.registry import dataset_types, failures_for, plugin_failures, stage_types
 from compressflow.stages.schema_text import Style, type_text
 from compressflow.stages.type_docs import FieldDoc, TypeDoc, nested_docs, type_doc
 
@@ -46,6 +46,8 @@ def stage_table() -> str:
         width = max(map(len, types), default=0)
         lines += [title, *(f"  {kind:<{width}}  {_first_line(cls.__doc__)}" for kind, cls in sorted(types.items())),
                   ""]
+    failures = plugin_failures()
+    lines += [f"not loaded: {failure.describe()}" for failure in failures] + [""] * bool(failures)
     lines.append("`compressflow stages TYPE` shows the fields of a stage or dataset type.")
     return "\n".join(lines)
 

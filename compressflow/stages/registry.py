@@ -5,10 +5,18 @@ Sources, read once per process, in this order:
 1. built-in modules (``BUILTIN_MODULES``),
 2. the ``compressflow.stages`` and ``compressflow.datasets`` entry point groups
    (an entry point names a :class:`Stage`/:class:`Dataset` subclass, or a module
-   whose import registers them with :func:`register_stage`),
+   whose import registers them with :func:`register_stage`); set
+   ``COMPRESSFLOW_NO_ENTRY_POINTS=1`` to skip them,
 3. modules named in the ``COMPRESSFLOW_PLUGINS`` environment variable
    (comma separated), for plugins that are not installed as packages.
 
+A plugin that fails to import (or to register its types) stops nothing: the failure is
+recorded (:func:`plugin_failures`), the types it registered before failing are withdrawn,
+and it is reported where it matters: where a pipeline names a type that is not registered
+(:func:`failures_for` finds the plugins that would have defined it) and in
+``compressflow stages``. A built-in module that fails is a bug, and raised.
+
+A type's name is its ``type: Literal["name"]`` field (``kind`` is derived from it).
 Importing a stage module must not import TensorFlow.
 """
 
@@ -16,12 +24,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import sys
 import threading
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TypeVar
 
 from compressflow.errors import CompressflowError
-from compressflow.stages.base import Dataset, Stage
+from compressflow.stages.base import Dataset, Stage, literal_type_name
+from compressflow.stages.code_sources import module_source_path
 
 BUILTIN_MODULES = (
     "compressflow.stages.load",
@@ -38,11 +50,14 @@ BUILTIN_MODULES = (
 )
 STAGE_GROUP = "compressflow.stages"
 DATASET_GROUP = "compressflow.datasets"
+GROUPS = {"stage": STAGE_GROUP, "dataset": DATASET_GROUP}
 PLUGINS_ENV = "COMPRESSFLOW_PLUGINS"
+NO_ENTRY_POINTS_ENV = "COMPRESSFLOW_NO_ENTRY_POINTS"
 
 _stages: dict[str, type[Stage]] = {}
 _datasets: dict[str, type[Dataset]] = {}
 _origins: dict[str, str] = {}
+_failures: list["PluginFailure"] = []
 _loaded = False
 _lock = threading.RLock()
 
@@ -68,10 +83,18 @@ def register_dataset(cls: T) -> T:
 def _register(cls: type, base: type, table: dict, what: str) -> None:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise RegistryError(f"{cls!r} is not a {base.__name__} subclass")
-    kind = getattr(cls, "kind", "")
-    if not kind:
-        raise RegistryError(f"{what} class {cls.__qualname__} has no 'kind'")
     origin = f"{cls.__module__}:{cls.__qualname__}"
+    try:
+        kind = literal_type_name(cls)
+    except TypeError as exc:
+        raise RegistryError(str(exc)) from None
+    if not kind:
+        raise RegistryError(f"{what} class {origin} has no type name: give it a field "
+                            "type: Literal['name'] = 'name'")
+    if cls.kind != kind:
+        # NOTE: kind is derived from the Literal when the class is made; this catches a later assignment.
+        raise RegistryError(f"{what} class {origin} has kind {cls.kind!r} but its 'type' field is "
+                            f"Literal[{kind!r}]; the type's name comes from the 'type' field")
     with _lock:
         existing = table.get(kind)
         if existing is not None and existing is not cls:
@@ -85,16 +108,83 @@ def _register(cls: type, base: type, table: dict, what: str) -> None:
         _origins[what + kind] = origin
 
 
-def _load_target(target: str, source: str) -> None:
-    try:
-        obj = importlib.import_module(target) if ":" not in target else _import_attr(target)
-    except Exception as exc:  # a broken plugin must say which one
-        raise RegistryError(f"cannot load {source} {target!r}: {type(exc).__name__}: {exc}") from exc
-    if isinstance(obj, type):
-        if issubclass(obj, Stage):
-            register_stage(obj)
-        elif issubclass(obj, Dataset):
-            register_dataset(obj)
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded, and why."""
+
+    target: str  # the module, or module:attribute, that was loaded
+    error: str  # "ZeroDivisionError: division by zero"
+    group: str | None = None  # the entry point group; None for a COMPRESSFLOW_PLUGINS module
+    entry_name: str | None = None
+    distribution: str | None = None
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
+    @property
+    def source(self) -> str:
+        """Where the plugin was named, in words."""
+        if self.group is None:
+            return f"plugin module {self.target!r} (named in {PLUGINS_ENV})"
+        installed = f", installed by {self.distribution!r}" if self.distribution else ""
+        return f"plugin {self.target!r} (entry point {self.entry_name!r} of {self.group}{installed})"
+
+    def describe(self) -> str:
+        """``plugin module 'x' (named in COMPRESSFLOW_PLUGINS) failed to import: ZeroDivisionError: ...``"""
+        return f"{self.source} failed to import: {self.error}"
+
+    def hint(self) -> str:
+        """What to do about it."""
+        shows = f"python -c 'import {self.module}' shows the traceback"
+        if self.group is None:
+            return f"fix the module ({shows}) or remove it from {PLUGINS_ENV}"
+        owner = f"the distribution {self.distribution!r}" if self.distribution else "the plugin"
+        return f"fix or reinstall {owner} ({shows}), or uninstall it"
+
+    def may_define(self, kind: str, what: str = "stage") -> bool:
+        """Whether this plugin would have registered the ``what`` type ``kind``.
+
+        True when its entry point is named ``kind`` or its module's source spells ``'kind'``
+        (its ``type: Literal["kind"]``): the module cannot be asked, it failed to import.
+        """
+        if self.group is not None and self.group != GROUPS.get(what):
+            return False
+        if self.entry_name == kind:
+            return True
+        path = module_source_path(self.module)
+        if path is None or path.suffix != ".py":
+            return False
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return False
+        return re.search(r"""(['"])%s\1""" % re.escape(kind), text) is not None
+
+
+def _load_target(target: str, **where: str | None) -> None:
+    """Import a plugin and register what it names; a failure is recorded, not raised."""
+    with _lock:
+        before = {"stage": set(_stages), "dataset": set(_datasets)}
+        try:
+            obj = importlib.import_module(target) if ":" not in target else _import_attr(target)
+            if isinstance(obj, type) and issubclass(obj, Stage):
+                register_stage(obj)
+            elif isinstance(obj, type) and issubclass(obj, Dataset):
+                register_dataset(obj)
+        except (Exception, SystemExit) as exc:  # NOTE: one broken plugin must not break the pipelines of others
+            _withdraw_half_imported(before)
+            text = str(exc).strip().splitlines()
+            _failures.append(PluginFailure(target, type(exc).__name__ + (f": {text[0]}" if text else ""), **where))
+
+
+def _withdraw_half_imported(before: dict[str, set[str]]) -> None:
+    """Unregister the types added since ``before`` whose module failed to import (it left sys.modules)."""
+    for what, table in (("stage", _stages), ("dataset", _datasets)):
+        for kind in set(table) - before[what]:
+            if table[kind].__module__ not in sys.modules:
+                del table[kind]
+                _origins.pop(what + kind, None)
 
 
 def _import_attr(target: str):
@@ -106,20 +196,32 @@ def _import_attr(target: str):
 
 
 def load_all() -> None:
-    """Read every source of stage types (once per process)."""
+    """Read every source of stage types (once per process); broken plugins are recorded, not raised."""
     global _loaded
     with _lock:
         if _loaded:
             return
         for module in BUILTIN_MODULES:
             importlib.import_module(module)
-        installed = entry_points()  # NOTE: one scan of the installed distributions, not one per group
-        for group in (STAGE_GROUP, DATASET_GROUP):
-            for ep in installed.select(group=group):
-                _load_target(ep.value, f"entry point {ep.name!r} of {group}")
-        for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
-            _load_target(module, f"{PLUGINS_ENV} module")
+        if os.environ.get(NO_ENTRY_POINTS_ENV, "").strip().lower() not in ("1", "true", "yes"):
+            _load_entry_points()
+        for module in dict.fromkeys(filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")))):
+            _load_target(module)
         _loaded = True
+
+
+def _load_entry_points() -> None:
+    installed = entry_points()  # NOTE: one scan of the installed distributions, not one per group
+    for group in (STAGE_GROUP, DATASET_GROUP):
+        for ep in installed.select(group=group):
+            _load_target(ep.value, group=group, entry_name=ep.name, distribution=_distribution_name(ep))
+
+
+def _distribution_name(ep) -> str | None:
+    try:
+        return ep.dist.name if ep.dist is not None else None
+    except Exception:  # NOTE: damaged metadata must not hide the plugin's own failure
+        return None
 
 
 def stage_types() -> dict[str, type[Stage]]:
@@ -137,3 +239,14 @@ def dataset_types() -> dict[str, type[Dataset]]:
 def stage_origin(kind: str) -> str:
     load_all()
     return _origins.get("stage" + kind, "?")
+
+
+def plugin_failures() -> list[PluginFailure]:
+    """The plugins that failed to load in this process, in the order they were tried."""
+    load_all()
+    return list(_failures)
+
+
+def failures_for(kind: str, what: str = "stage") -> list[PluginFailure]:
+    """The failed plugins that would have registered the ``what`` (stage / dataset) type ``kind``."""
+    return [failure for failure in plugin_failures() if failure.may_define(kind, what)]
