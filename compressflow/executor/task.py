@@ -15,6 +15,7 @@ from typing import Any, Callable
 from compressflow.errors import CompressflowError
 from compressflow.executor.capture import stderr_to_file
 from compressflow.executor.events import EventSink
+from compressflow.executor.parent_watch import check_parent
 from compressflow.stages.base import Artifact, Environment, Stage, StageContext
 
 InputRef = tuple[str, str]  # (stage name, key)
@@ -90,6 +91,7 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
                     task.stage.run(ctx)
                 if not ctx._output_set:
                     raise RuntimeError(f"stage type {task.stage.kind!r} finished without declaring its output")
+                check_parent(task.name)  # NOTE: an orphaned worker leaves the entry to a live run
         return TaskOutcome(task.name, RAN, time.perf_counter() - started)
     except CompressflowError as exc:
         return _failed(task, started, exc.render().removeprefix("error: "))
