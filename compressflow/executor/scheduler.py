@@ -8,6 +8,7 @@ failure, but stages already running finish and stay cached.
 from __future__ import annotations
 
 import time
+import traceback
 from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
         done, _ = wait(list(running), return_when=FIRST_COMPLETED)
         for future in done:
             name = running.pop(future)
-            outcome = future.result()
+            outcome = _outcome_of(future, name)
             report.outcomes[name] = outcome
             if outcome.status != FAILED:
                 outcome = _after_success(plan, cache, name, report, reporter) or outcome
@@ -135,6 +136,15 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
         report.outcomes[name] = TaskOutcome(name, NOT_RUN)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _outcome_of(future: Future, name: str) -> TaskOutcome:
+    """The future's outcome; a runner's own failure to run the task is that stage's failure, not a crash."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return TaskOutcome(name, FAILED, error=f"could not run the stage: {type(exc).__name__}: {exc}",
+                           details="".join(traceback.format_exception(exc)))
 
 
 def _readiness(plan: Plan, name: str, report: RunReport) -> str:
