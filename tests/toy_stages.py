@@ -3,7 +3,8 @@
 Each run appends ``<stage name> <pid>`` to the file named by ``TOY_RUN_LOG`` (when set), so
 tests can tell which stages were computed and how many times.
 A stage named by ``TOY_BLOCK`` records its run and then never finishes (tests kill it
-while it holds its lock).
+while it holds its lock); one with ``wait_for: FILE`` records its run and waits until FILE
+exists (tests release it, or kill it mid-stage).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def _work(self, ctx) -> None:
     _record(ctx)
     while os.environ.get("TOY_BLOCK") == ctx.name:
         time.sleep(1)
+    while self.wait_for and not os.path.exists(self.wait_for):
+        time.sleep(0.05)
     if self.sleep:
         time.sleep(self.sleep)
     if self.fail:
@@ -52,6 +55,8 @@ class _Toy(Stage):
     fail: bool = False
     blob_kib: int = Field(0, ge=0, description="Also write a blob of this many KiB.")
     tag: str = Field("", description="Any text; part of the cache key (sweeps over it make distinct entries).")
+    wait_for: str = Field("", description="Wait until this file exists (after recording the run).")
+    key_exclude: ClassVar[frozenset[str]] = frozenset({"wait_for"})
 
 
 @register_stage

@@ -1,0 +1,39 @@
+"""The loop of one ``--jobs`` worker process: receive a task, execute it, send back its outcome.
+
+Started by :class:`compressflow.executor.runners.ProcessRunner` (spawned, never forked after
+TensorFlow); it dies with the process that started it (:mod:`compressflow.executor.parent_watch`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from compressflow.executor.parent_watch import ParentGone, die_with_parent
+from compressflow.executor.task import execute
+
+
+def serve(connection, parent_pid: int) -> None:
+    """Execute the tasks that arrive on ``connection`` until ``None`` arrives or the pipe closes."""
+    die_with_parent(parent_pid)
+    # NOTE: set before any stage imports TensorFlow in this worker; tfmot needs Keras 2.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        while True:
+            try:
+                task = connection.recv()
+            except EOFError:
+                return
+            if task is None:
+                return
+            connection.send(execute(task))
+    except ParentGone:
+        os._exit(1)  # the temp entry is already removed; nobody is left to tell
+    except KeyboardInterrupt:
+        # NOTE: Ctrl-C reaches the whole process group; end as the signal would, without a traceback,
+        # so the run says the worker was interrupted.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the run closed its end while this worker was busy
