@@ -224,9 +224,16 @@ class Splits:
         return int(max(np.max(y) for y in labels) + 1) if labels else 0
 
 
-def load_splits(dataset: Dataset, env: Environment) -> Splits:
-    """Load ``dataset`` and split it deterministically from the pipeline seed."""
+def load_splits(dataset: Dataset, env: Environment, name: str | None = None) -> Splits:
+    """Load ``dataset`` and split it deterministically from the pipeline seed.
+
+    Inputs or labels holding NaN or infinite values raise :class:`compressflow.data.checks.DataError`
+    naming the dataset (``name``, by default its name under ``datasets:`` in ``env``), the split,
+    the samples and the feature positions.
+    """
     import numpy as np
+
+    from compressflow.data.checks import check_finite
 
     x, y = dataset.load_arrays(env)
     if len(x) != len(y):
@@ -243,4 +250,15 @@ def load_splits(dataset: Dataset, env: Environment) -> Splits:
         x = (x * scale).astype("float32")
     n_val = int(round(len(x) * dataset.validation_fraction))
     n_train = len(x) - n_val
+    check_finite(name or dataset_name(dataset, env),
+                 {"train": (x[:n_train], y[:n_train], order[:n_train]),
+                  "validation": (x[n_train:], y[n_train:], order[n_train:])})
     return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def dataset_name(dataset: Dataset, env: Environment) -> str:
+    """The name ``dataset`` has under ``datasets:`` in ``env`` (its type when it is not there)."""
+    for name, known in env.datasets.items():
+        if known is dataset:
+            return name
+    return next((name for name, known in env.datasets.items() if known == dataset), f"({dataset.type})")

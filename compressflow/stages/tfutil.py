@@ -240,14 +240,23 @@ def overall_sparsity(stats: dict[str, dict[str, Any]], names: Iterable[str] | No
     return sum(s["zeros"] for s in chosen) / size if size else 0.0
 
 
-def check_finite_weights(model, stage: str) -> None:
-    """Fail when any weight of ``model`` is NaN or infinite."""
+def check_finite_weights(model, stage: str, *, last_loss: float | None = None,
+                         learning_rate: float | None = None) -> None:
+    """Fail when any weight of ``model`` is NaN or infinite.
+
+    ``last_loss`` is the last training loss, when training made the model: the loss itself is
+    checked after every batch, so reaching here with bad weights means the loss stayed finite.
+    """
     import numpy as np
 
     for variable in model.weights:
         if not np.all(np.isfinite(variable.numpy())):
-            raise TrainingDiverged(f"stage {stage!r}: weight {variable.name} holds NaN or infinite values; "
-                                   "the model is not saved. Try a lower learning_rate.")
+            lr = f" (now {learning_rate:g})" if learning_rate is not None else ""
+            what = ("holds NaN or infinite values" if last_loss is None else
+                    f"became NaN or infinite while the training loss stayed finite (last {last_loss:.4g}): "
+                    "the weight updates overflowed before the loss showed it")
+            raise TrainingDiverged(f"stage {stage!r}: weight {variable.name} {what}; "
+                                   f"the model is not saved. Try a lower learning_rate{lr}, or another optimizer.")
 
 
 # --------------------------------------------------------------------------- compile
@@ -337,7 +346,7 @@ def epoch_logger(ctx, epochs: int, *, learning_rate: float | None = None):
                 raise TrainingDiverged(
                     f"stage {ctx.name!r}: the training loss became {float(loss)} at epoch {self._epoch + 1}, "
                     f"batch {batch + 1}; the model is not saved. Try a lower learning_rate{lr}, "
-                    "and check that the inputs are scaled and hold no NaN.")
+                    "or scale the inputs (a dataset's `scale:`).")
             now = time.perf_counter()
             if ctx.progress is not None and now - self._last_step >= STEP_EVENT_INTERVAL:
                 self._last_step = now
@@ -416,8 +425,8 @@ def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable
     history = model.fit(splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
                         validation_data=(splits.x_val, splits.y_val) if has_val else None,
                         callbacks=all_callbacks, verbose=0)
-    check_finite_weights(model, ctx.name)
     hist = {key: [float(v) for v in values] for key, values in history.history.items()}
+    check_finite_weights(model, ctx.name, last_loss=(hist.get("loss") or [None])[-1], learning_rate=learning_rate)
     return {"epochs_run": len(next(iter(hist.values()), [])), "history": hist}
 
 

@@ -64,3 +64,43 @@ def test_module_fingerprint_reads_sources_without_importing(tmp_path, monkeypatc
     assert module_source_fingerprint("no_such_top_level") is None
     fingerprint = PythonDataset(function="datapkg.make:arrays").fingerprint(_env(tmp_path))
     assert fingerprint["source"] == module_print
+
+
+def test_nan_or_inf_in_an_npz_dataset_names_the_split_samples_and_positions(tmp_path):
+    from compressflow.data.checks import DataError
+
+    x = np.ones((10, 8, 8, 1), "float32")
+    x[[2, 7], 3, 3, 0] = np.nan
+    x[7, 0, 5, 0] = np.inf
+    np.savez(tmp_path / "data.npz", x=x, y=np.arange(10) % 2)
+    env = _env(tmp_path, broken=NpzDataset(path="data.npz", shuffle=False, validation_fraction=0.0))
+    with pytest.raises(DataError) as caught:
+        load_splits(env.datasets["broken"], env)
+    message = str(caught.value)
+    assert message.startswith("dataset 'broken' ")
+    assert "train split: inputs hold NaN and inf in 2 of 10 samples (samples 2, 7 " in message
+    assert "at 2 feature positions: (0, 5, 0), (3, 3, 0)" in message
+    assert "validation" not in message and "nan_to_num" in message
+
+
+def test_inf_in_the_validation_split_of_a_python_dataset_is_refused(tmp_path, monkeypatch):
+    from compressflow.data.checks import DataError
+
+    (tmp_path / "overflowing_data.py").write_text(
+        "import numpy as np\n\n"
+        "def arrays():\n"
+        "    x = np.zeros((20, 6))\n"
+        "    x[19, 4] = np.inf\n"
+        "    y = np.arange(20.0) % 3\n"
+        "    y[18] = np.nan\n"
+        "    return x, y\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dataset = PythonDataset(function="overflowing_data:arrays", shuffle=False, validation_fraction=0.25)
+    env = _env(tmp_path, made=dataset)
+    with pytest.raises(DataError, match=r"dataset 'made' holds values no model can use; "
+                                        r"validation split: inputs hold inf in 1 of 5 samples \(samples 19 of the "
+                                        r"dataset as loaded\), at 1 feature position: \(4,\); "
+                                        r"validation split: labels hold NaN in 1 of 5 samples \(samples 18 "):
+        load_splits(dataset, env)
+    clean = load_splits(PythonDataset(function="overflowing_data:arrays", limit=15, shuffle=False), env)
+    assert np.isfinite(clean.x_train).all() and len(clean.x_val) == 3
