@@ -36,7 +36,9 @@ early_stopping: {monitor: val_accuracy, patience: 3}
         None, description="Whether the model outputs logits (default: detected from its last activation).")
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Keras metrics to report.")
     preserve_sparsity: bool = Field(True, description="Keep weights that are zero in the input at zero.")
-    preserve_clusters: bool = Field(True, description="Keep the number of unique values per weight tensor.")
+    preserve_clusters: bool = Field(
+        True, description="Keep the weight clusters of clustered kernels "
+                          "(at most 256 unique values, shared by many weights).")
 
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
@@ -58,7 +60,7 @@ early_stopping: {monitor: val_accuracy, patience: 3}
                               callbacks=keeper, early_stopping=self.early_stopping,
                               learning_rate=self.learning_rate)
         after = tfutil.kernel_stats(model)
-        self._check_kept(before, after)
+        self._check_kept(before, after, clustered={c["name"] for c in constraints if c["index"] is not None})
         final = tfutil.evaluate(model, splits, loss=self.loss, from_logits=from_logits)
         sparsity = tfutil.overall_sparsity(after)
         ctx.log("final  " + "  ".join(f"{key} {value:.4f}" for key, value in final.items())
@@ -69,14 +71,14 @@ early_stopping: {monitor: val_accuracy, patience: 3}
         tfutil.save_keras_model(model, ctx, sparsity=sparsity, from_logits=from_logits,
                                 **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
 
-    def _check_kept(self, before: dict, after: dict) -> None:
-        """Fail loudly if a kernel lost zeros or gained unique values (it must not happen)."""
+    def _check_kept(self, before: dict, after: dict, clustered: set[str]) -> None:
+        """Fail loudly if a kernel lost zeros or a clustered kernel gained unique values (it must not happen)."""
         for name, old in before.items():
             new = after[name]
             if self.preserve_sparsity and new["zeros"] < old["zeros"]:
                 raise StageFailed(f"kernel {name} lost sparsity while training ({old['sparsity']:.4f} -> "
                                   f"{new['sparsity']:.4f})")
-            if self.preserve_clusters and new["unique"] > old["unique"] and old["unique"] < old["size"]:
+            if name in clustered and new["unique"] > old["unique"]:
                 raise StageFailed(f"kernel {name} gained unique values while training "
                                   f"({old['unique']} -> {new['unique']})")
 
@@ -87,5 +89,6 @@ def _log_constraints(ctx, constraints: list[dict]) -> None:
         if c["mask"] is not None:
             kept.append(f"{int(c['mask'].size - c['mask'].sum())} zeros")
         if c["index"] is not None:
-            kept.append(f"{c['unique']} unique values ({c['groups']} shared by several weights)")
-        ctx.log(f"keeping {' and '.join(kept)} of {c['name']}")
+            kept.append(f"{c['unique']} unique values")
+        why = f" (it is clustered: {c['size']} weights share them)" if c["index"] is not None else ""
+        ctx.log(f"keeping {' and '.join(kept)} of {c['name']}{why}")

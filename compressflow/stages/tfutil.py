@@ -452,13 +452,31 @@ def evaluate(model, splits, *, loss: str = "sparse_categorical_crossentropy", fr
 # --------------------------------------------------------------------------- keeping sparsity and clusters
 
 
+# A kernel counts as clustered (its groups of equal values are kept while training) only with at
+# most this many unique values, and at least CLUSTER_MIN_SHARE weights per unique value on average.
+MAX_CLUSTERS = 256
+CLUSTER_MIN_SHARE = 4
+
+
+def is_clustered(unique: int, size: int) -> bool:
+    """Whether a kernel of ``size`` weights with ``unique`` distinct values is clustered.
+
+    NOTE: a freshly initialised kernel has some equal values by chance (tens of thousands of
+    float32 draws from a small range collide, as in the birthday problem); tying those together
+    would constrain training for nothing. Only few values shared by many weights, as a cluster
+    stage leaves them, count.
+    """
+    return 0 < unique <= MAX_CLUSTERS and unique * CLUSTER_MIN_SHARE <= size
+
+
 def structure_constraints(model, *, sparsity: bool = True, clusters: bool = True) -> list[dict[str, Any]]:
     """What must hold on each kernel while training: its zeros, and its groups of equal values.
 
-    One entry per constrained kernel: ``{"name", "variable", "mask", "index", "ids", "groups",
-    "unique"}``. ``mask`` is None when sparsity is not kept or the kernel has no zero.
+    One entry per constrained kernel: ``{"name", "variable", "size", "mask", "index", "ids",
+    "groups", "unique"}``. ``mask`` is None when sparsity is not kept or the kernel has no zero.
     ``index`` (flat positions of weights that share their value with another weight) and
-    ``ids`` (their group numbers, ``groups`` in all) are None when every value is distinct.
+    ``ids`` (their group numbers, ``groups`` in all) are None unless the kernel is clustered
+    (:func:`is_clustered`).
     """
     import numpy as np
 
@@ -470,15 +488,15 @@ def structure_constraints(model, *, sparsity: bool = True, clusters: bool = True
         groups = unique = 0
         if clusters:
             unique_values, inverse, counts = np.unique(values.reshape(-1), return_inverse=True, return_counts=True)
-            unique = int(unique_values.size)
             shared = counts[inverse] > 1
-            if shared.any():
+            if is_clustered(int(unique_values.size), int(values.size)) and shared.any():
+                unique = int(unique_values.size)
                 index = np.flatnonzero(shared).astype("int32")
                 _, ids = np.unique(inverse[shared], return_inverse=True)
                 ids, groups = ids.astype("int32"), int(ids.max()) + 1
         if mask is not None or index is not None:
-            constraints.append({"name": name, "variable": variable, "mask": mask, "index": index, "ids": ids,
-                                "groups": groups, "unique": unique})
+            constraints.append({"name": name, "variable": variable, "size": int(values.size), "mask": mask,
+                                "index": index, "ids": ids, "groups": groups, "unique": unique})
     return constraints
 
 

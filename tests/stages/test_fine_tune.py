@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -56,13 +58,31 @@ def test_keeps_the_weight_clusters_of_a_clustered_input_with_early_stopping():
     # Early stopping restores the best epoch's weights: they must be clustered too.
     stage, inputs = _fine_tune(source, epochs=10,
                                early_stopping={"monitor": "val_accuracy", "patience": 0, "min_delta": 1.0})
-    artifact = chain.run(stage, chain.shared_env(), inputs)
+    logs: list[str] = []
+    artifact = chain.run(stage, chain.shared_env(), inputs, logs=logs)
+    assert any(re.fullmatch(r"keeping [2-8] unique values of dense1 \(it is clustered: \d+ weights share them\)",
+                            line) for line in logs), logs
     after = chain.kernels(chain.load(artifact))
     assert artifact.metrics()["epochs_run"] == 2
     for name, old in before.items():
         assert np.unique(after[name]).size <= np.unique(old).size <= 8, name
         assert not np.array_equal(after[name], old), f"{name} did not train"
     assert artifact.metrics()["kernels"]["dense1"]["unique"] <= 8
+
+
+def test_equal_values_of_a_fresh_model_are_not_taken_for_clusters(tmp_path):
+    env = Environment(pipeline_dir=tmp_path, seed=0, datasets={"digits": SklearnDigits(limit=300)})
+    base = chain.run(LoadStage(builder="compressflow.models:small_cnn"), env, name="base")
+    dense1 = chain.kernels(chain.load(base))["dense1"]
+    assert np.unique(dense1).size < dense1.size, "the fresh kernel has values that are equal by chance"
+    stage, inputs = _fine_tune(base, epochs=1)
+    logs: list[str] = []
+    artifact = chain.run(stage, env, inputs, logs=logs)
+    assert not [line for line in logs if "unique values" in line], logs
+    assert artifact.metrics()["kept"] == []
+    trained = chain.kernels(chain.load(artifact))["dense1"]
+    # Weights equal by chance got different updates: not tied together.
+    assert np.unique(trained).size > np.unique(dense1).size > 0.99 * dense1.size
 
 
 def test_a_diverging_run_fails_clearly_and_saves_nothing(tmp_path):
