@@ -46,7 +46,7 @@ epochs: 3
         model = tfutil.load_input_model(ctx)
         splits = load_splits(ctx.dataset(self.data), ctx.env)
         tfutil.check_data_fits(model, splits, self.data)
-        wrapped, clustered, skipped = cluster_layers(model, self, ctx.log)
+        wrapped, clustered, skipped = cluster_layers(model, self, ctx.log, tfutil.details_printer(ctx.name))
         from_logits = tfutil.outputs_logits(model)
         tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
                              from_logits=from_logits)
@@ -94,10 +94,11 @@ def kernel_variables_of(layer):
     return [(weight_short_name(v), v) for v in layer.weights if weight_short_name(v) in KERNEL_NAMES]
 
 
-def cluster_layers(model, stage: ClusterStage, log):
+def cluster_layers(model, stage: ClusterStage, log, details=None):
     """Wrap the selected, clusterable layers of ``model`` with ``cluster_weights``.
 
-    Returns ``(wrapped model, names of clustered layers, {skipped layer: reason})``.
+    Returns ``(wrapped model, names of clustered layers, {skipped layer: reason})``; layers
+    skipped for one reason are logged in one line, their names go to ``details``.
     """
     from compressflow.stages.tfutil import tfmot, wrap_selected_layers
 
@@ -109,7 +110,7 @@ def cluster_layers(model, stage: ClusterStage, log):
         lambda layer: clustering.cluster_weights(layer, number_of_clusters=stage.number_of_clusters,
                                                  cluster_centroids_init=init,
                                                  preserve_sparsity=stage.preserve_sparsity),
-        "clustering", log)
+        "clustering", log, details)
     if not clustered:
         listed = "; ".join(f"{name}: {why}" for name, why in skipped.items()) or "the model has no weights"
         raise StageFailed(f"no layer to cluster ({listed})")

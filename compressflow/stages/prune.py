@@ -116,7 +116,7 @@ exclude: [probs]
         tfutil.check_data_fits(model, splits, self.data)
         steps_per_epoch = -(-len(splits.x_train) // self.batch_size)
         schedule, plan = build_schedule(self, steps_per_epoch * self.epochs, steps_per_epoch, ctx.log)
-        wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log)
+        wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log, tfutil.details_printer(ctx.name))
         from_logits = tfutil.outputs_logits(model)
         tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
                              from_logits=from_logits)
@@ -241,11 +241,13 @@ def _why_not_prunable(layer, stage: PruneStage) -> str | None:
     return None
 
 
-def prune_layers(model, stage: PruneStage, schedule, log: Callable[[str], None]):
+def prune_layers(model, stage: PruneStage, schedule, log: Callable[[str], None],
+                 details: Callable[[str], None] | None = None):
     """Wrap the selected, prunable layers of ``model`` with ``prune_low_magnitude``.
 
     Returns ``(wrapped model, names of pruned layers, {skipped layer: reason})``.
-    Layers without weights are neither pruned nor reported.
+    Layers without weights are neither pruned nor reported; layers skipped for one reason
+    are logged in one line, their names go to ``details`` (see ``tfutil.log_skipped``).
     """
     from compressflow.stages.tfutil import tfmot, wrap_selected_layers
 
@@ -257,7 +259,7 @@ def prune_layers(model, stage: PruneStage, schedule, log: Callable[[str], None])
         params["sparsity_m_by_n"] = tuple(stage.sparsity_m_by_n)
     wrapped, pruned, skipped = wrap_selected_layers(
         model, stage, lambda layer: _why_not_prunable(layer, stage),
-        lambda layer: prune_low_magnitude(layer, **params), "pruning", log)
+        lambda layer: prune_low_magnitude(layer, **params), "pruning", log, details)
     if not pruned:
         listed = "; ".join(f"{name}: {why}" for name, why in skipped.items()) or "the model has no weights"
         raise StageFailed(f"no layer to prune ({listed})")

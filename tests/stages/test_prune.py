@@ -92,6 +92,45 @@ def test_block_sparsity_zeroes_whole_blocks_of_dense_kernels():
         chain.run(convs_only, chain.shared_env(), {"model": chain.trained()})
 
 
+def _batch_norm_cnn(tmp_path):
+    """A load artifact: three Conv2D + BatchNormalization pairs and a Dense head, saved as a .keras file."""
+    from compressflow.data.datasets import SklearnDigits
+    from compressflow.stages.base import Environment
+    from compressflow.stages.load import LoadStage
+    from compressflow.stages.tfutil import keras
+
+    k = keras()
+    x = inputs = k.Input((8, 8, 1))
+    for i in (1, 2, 3):
+        x = k.layers.BatchNormalization(name=f"bn{i}")(k.layers.Conv2D(8, 3, padding="same", name=f"conv{i}")(x))
+    outputs = k.layers.Dense(10, activation="softmax", name="probs")(k.layers.Flatten()(x))
+    k.Model(inputs, outputs).save(tmp_path / "bn.keras")
+    env = Environment(pipeline_dir=tmp_path, seed=0, datasets={"digits": SklearnDigits(limit=200)})
+    return env, chain.run(LoadStage(path="bn.keras"), env, name="base")
+
+
+@pytest.mark.tf
+def test_layers_skipped_for_one_reason_are_one_line_and_their_names_go_to_stderr(tmp_path, capsys):
+    from compressflow.stages.cluster import ClusterStage
+
+    env, base = _batch_norm_cnn(tmp_path)
+    logs: list[str] = []
+    pruned = chain.run(_prune(schedule={"type": "constant", "target_sparsity": 0.5}), env, {"model": base},
+                       name="pruned", logs=logs)
+    clustered = chain.run(ClusterStage(model="base", data="digits", number_of_clusters=4, epochs=0), env,
+                          {"model": base}, name="clustered", logs=logs)
+    skipped = [line for line in logs if line.startswith("not ")]
+    assert skipped == [
+        "not pruning 3 layers (BatchNormalization x3): has no prunable weights; --verbose lists them",
+        "not clustering 3 layers (BatchNormalization x3): has no clusterable weights; --verbose lists them"]
+    assert set(pruned.metrics()["layers"]) == {"conv1", "conv2", "conv3", "probs"}
+    for artifact in (pruned, clustered):
+        assert sorted(artifact.metrics()["skipped"]) == ["bn1", "bn2", "bn3"]
+    stderr = capsys.readouterr().err
+    assert "  [pruned] not pruning these 3 layers (has no prunable weights): bn1, bn2, bn3\n" in stderr
+    assert "  [clustered] not clustering these 3 layers (has no clusterable weights): bn1, bn2, bn3\n" in stderr
+
+
 # --------------------------------------------------------------------------- schedule arithmetic (no TensorFlow)
 
 
