@@ -16,9 +16,29 @@ def _cache_for(args, pipelines):
     from compressflow.executor.cache_open import open_cache_at
 
     if args.cache or not pipelines:
-        root = args.cache or os.environ.get(CACHE_ENV) or ".compressflow/cache"
+        root = args.cache or os.environ.get(CACHE_ENV) or _nearby_cache(args.cache_command)
         return open_cache_at(root, log=print)
     return open_cache(pipelines[0])
+
+
+def _nearby_cache(command: str) -> str:
+    """The cache of the pipelines here or one folder down (``.compressflow/cache`` beside them);
+    a usage error listing them when there are several."""
+    from compressflow.run_lookup import PIPELINE_SUFFIXES, nearby_folders, shown_path
+
+    found = [folder / ".compressflow" / "cache" for folder in nearby_folders()]
+    found = [cache for cache in found if cache.is_dir()]
+    if len(found) <= 1:
+        return str(found[0]) if found else ".compressflow/cache"
+    lines, files = [], []
+    for cache in found:
+        folder = cache.parent.parent
+        beside = sorted(p for p in folder.iterdir() if p.suffix in PIPELINE_SUFFIXES and p.is_file())
+        files += beside
+        lines.append(f"  {shown_path(cache)}  (pipelines: {', '.join(p.name for p in beside) or 'none'})")
+    example = shown_path(files[0]) if files else "PIPELINE"
+    raise UsageError("\n".join([f"caches of {len(found)} pipeline folders here; pick one with a pipeline file "
+                                f"(e.g. `compressflow cache {command} {example}`) or --cache DIR:", *lines]))
 
 
 def _load_all(paths):
@@ -37,6 +57,9 @@ def _size(n: int) -> str:
 
 def run(args) -> int:
     pipelines = _load_all(args.pipelines)
+    if args.cache_command == "gc" and not pipelines:
+        raise UsageError("cache gc needs the pipeline files whose entries to keep, "
+                         "e.g. compressflow cache gc pipelines/*.yaml")
     cache = _cache_for(args, pipelines)
     if args.cache_command == "ls":
         return _ls(cache)
@@ -65,9 +88,6 @@ def _verify(cache, remove: bool) -> int:
 
 
 def _gc(cache, pipelines) -> int:
-    if not pipelines:
-        raise UsageError("cache gc needs the pipeline files whose entries to keep, "
-                         "e.g. compressflow cache gc pipelines/*.yaml")
     from compressflow.executor.plan import make_plan
 
     keep: set[str] = set()

@@ -20,6 +20,8 @@ from compressflow.errors import CompressflowError
 from compressflow.executor_options import add_executor_args
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+_RUNS_HERE = (" (default: the pipeline whose runs are in .compressflow/runs here or one folder down; "
+              "when there are several, they are listed)")
 
 
 class Terminated(KeyboardInterrupt):
@@ -114,20 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let paths in the pipeline point outside its folder")
 
     runs = sub.add_parser("runs", help="list the recorded runs of a pipeline")
-    runs.add_argument("pipeline", help="pipeline file (YAML)")
+    runs.add_argument("pipeline", nargs="?", help="pipeline file (YAML)" + _RUNS_HERE)
     runs.add_argument("--limit", "-n", type=int, default=20, metavar="N", help="show the N latest (default 20)")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
 
     show = sub.add_parser("show", help="print a recorded run")
     show.add_argument("run", nargs="?", default="latest",
                       help="run id, a unique prefix of one, or latest (default)")
-    show.add_argument("pipeline", nargs="?",
-                      help="pipeline file whose runs to look in (default: .compressflow/runs here and one "
-                           "folder down)")
+    show.add_argument("pipeline", nargs="?", help="pipeline file whose runs to look in" + _RUNS_HERE)
     show.add_argument("--json", action="store_true", help="the record as JSON")
 
     report = sub.add_parser("report", help="write an HTML (or Markdown) report of a run")
-    report.add_argument("pipeline", help="pipeline file (YAML)")
+    report.add_argument("pipeline", nargs="?", help="pipeline file (YAML)" + _RUNS_HERE)
     report.add_argument("run", nargs="?", default="latest", help="run id, unique prefix or latest (default)")
     report.add_argument("--format", "-f", choices=("html", "markdown"), default="html",
                         help="html (default): a self-contained page; markdown: a summary for CI comments")
@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("ls", "list entries"), ("verify", "rehash every entry and report damage"),
                        ("gc", "remove entries no longer used by the given pipelines")):
         c = cache_sub.add_parser(name, help=text)
-        c.add_argument("pipelines", nargs="*", help="pipeline files (gc keeps what they use)")
+        c.add_argument("pipelines", nargs="*", help="pipeline files whose cache to use (gc keeps what they use; "
+                                                    "default: the cache in .compressflow here or one folder down)")
         _add_cache_arg(c)
         if name == "verify":
             c.add_argument("--remove", action="store_true", help="remove damaged entries")

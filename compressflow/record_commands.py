@@ -1,4 +1,4 @@
-"""``compressflow runs`` and ``compressflow show``: recorded runs, as tables and text."""
+"""``compressflow runs`` and ``compressflow show``: recorded runs, as tables and text (see run_lookup)."""
 
 from __future__ import annotations
 
@@ -7,76 +7,70 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compressflow.errors import UsageError
-from compressflow.records import find_record, list_records, runs_root
+from compressflow.run_lookup import PipelineRuns, describe_groups, latest_file, locate_run, nearby_records
 
 EXIT_OK = 0
 
 
-def pipeline_runs(pipeline_file: str) -> tuple[list[Path], str]:
-    """(folders holding the runs of a pipeline file, its name).
-
-    A pipeline that no longer validates still has its runs: then its name is read from the
-    file as plain YAML.
-    """
-    from compressflow.dsl import load_pipeline
-    from compressflow.errors import CompressflowError
-
-    path = Path(pipeline_file)
-    if not path.is_file():
-        raise UsageError(f"pipeline file {pipeline_file!r} does not exist")
-    try:
-        pipeline = load_pipeline(path)
-        return [runs_root(pipeline.root)], pipeline.name
-    except CompressflowError as exc:
-        import yaml
-
-        try:
-            name = (yaml.safe_load(path.read_text()) or {}).get("name")
-        except (yaml.YAMLError, AttributeError):
-            name = None
-        if not isinstance(name, str):
-            raise exc
-        return [runs_root(path.resolve().parent)], name
-
-
 def list_runs(args) -> int:
-    """``compressflow runs PIPELINE``: one line per run, newest last."""
-    roots, name = pipeline_runs(args.pipeline)
-    records = list_records(roots, name)[-max(args.limit, 1):] if args.limit else list_records(roots, name)
+    """``compressflow runs [PIPELINE]``: one line per run, newest last.
+
+    Without a pipeline file: the runs of the one pipeline found here or one folder down, or,
+    when there are several, one line per pipeline and how to list one's runs.
+    """
+    if args.pipeline:
+        runs = PipelineRuns.of(args.pipeline)
+    else:
+        groups = nearby_records()
+        files = [file for file in groups if file is not None]
+        if len(groups) > 1 or (groups and not files):
+            return _list_pipelines(args, groups)
+        if not groups:
+            if args.json:
+                print("[]")
+                return EXIT_OK
+            print(f"no recorded runs in {Path.cwd()} or one folder down; "
+                  "`compressflow run PIPELINE` records one")
+            return EXIT_OK
+        runs = PipelineRuns(files[0])
+    records = runs.records()
+    records = records[-max(args.limit, 1):] if args.limit else records
     if args.json:
         print(json.dumps([_brief(r) for r in records], indent=2))
         return EXIT_OK
     if not records:
-        print(f"no recorded runs of {name!r} yet (in {roots[0]})")
+        print(f"no recorded runs of {runs.shown} yet (in {runs.root})")
         return EXIT_OK
+    names = sorted({str(r.get("pipeline", {}).get("name")) for r in records})
+    print(f"runs of {runs.shown} (pipeline {', '.join(map(repr, names))}), newest last")
     rows = [("run", "started", "status", "time", "ran", "cached", "failed", "command")]
     for record in records:
         counts = record.get("counts", {})
+        command = " ".join(record.get("argv", [])[1:]) + (" (from Python)" if record.get("origin") == "python" else "")
         rows.append((record["id"], _when(record.get("started_at")), record.get("status", "?"),
                      _seconds(record.get("seconds")), str(counts.get("ran", 0)), str(counts.get("cached", 0)),
-                     str(counts.get("failed", 0)), " ".join(record.get("argv", [])[1:])))
+                     str(counts.get("failed", 0)), command))
     print(_table(rows))
+    return EXIT_OK
+
+
+def _list_pipelines(args, groups) -> int:
+    if args.json:
+        print(json.dumps([_brief(r) for records in groups.values() for r in records], indent=2))
+        return EXIT_OK
+    print("\n".join([f"runs of {len(groups)} pipelines here:", *describe_groups(groups),
+                     f"list one's runs with: compressflow runs {latest_file(groups)}"]))
     return EXIT_OK
 
 
 def show_run(args) -> int:
     """``compressflow show [RUN] [PIPELINE]``: a run's stages, errors, outputs and metrics."""
-    if args.pipeline:
-        roots, name = pipeline_runs(args.pipeline)
-    else:
-        roots, name = _nearby_roots(), None
-    record = find_record(roots, args.run, name)
+    record, _ = locate_run(args.pipeline, args.run, command="show")
     if args.json:
         print(json.dumps(record, indent=2))
     else:
         print(format_record(record))
     return EXIT_OK
-
-
-def _nearby_roots() -> list[Path]:
-    here = Path.cwd()
-    return [runs_root(here), *sorted(p.parent / "runs" for p in here.glob("*/.compressflow") if p.is_dir())]
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -86,7 +80,8 @@ def format_record(record: dict[str, Any]) -> str:
     pipeline = record.get("pipeline", {})
     lines = [f"run {record['id']}  {record.get('status', '?')}",
              f"pipeline  {pipeline.get('name')} ({pipeline.get('path')})",
-             f"command   compressflow {' '.join(record.get('argv', []))}",
+             f"command   compressflow {' '.join(record.get('argv', []))}"
+             + ("  (from Python)" if record.get("origin") == "python" else ""),
              f"started   {_when(record.get('started_at'))}   took {_seconds(record.get('seconds'))}",
              f"folder    {record.get('run_dir')}", ""]
     rows = [("stage", "type", "status", "time", "key", "why / error")]
@@ -120,8 +115,10 @@ def format_record(record: dict[str, Any]) -> str:
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: record.get(key) for key in ("id", "status", "started_at", "ended_at", "seconds", "argv",
-                                              "counts", "run_dir")}
+    brief = {key: record.get(key) for key in ("id", "status", "started_at", "ended_at", "seconds", "argv",
+                                               "origin", "counts", "run_dir")}
+    pipeline = record.get("pipeline", {})
+    return {**brief, "pipeline": {"name": pipeline.get("name"), "path": pipeline.get("path")}}
 
 
 def _when(seconds: float | None) -> str:

@@ -1,4 +1,4 @@
-"""Run records: what each ``compressflow run`` did, kept beside the pipeline.
+"""Run records: what each run did (``compressflow run`` or ``compressflow.run``), kept beside the pipeline.
 
 Every run gets a folder ``.compressflow/runs/<id>/`` (next to the pipeline file) with
 
@@ -9,6 +9,7 @@ Every run gets a folder ``.compressflow/runs/<id>/`` (next to the pipeline file)
 * ``tensorboard/<stage>/``: TensorBoard logs of training stages that asked for them.
 
 Run ids sort by start time: ``20240611-142301-7f3a`` (local time and 4 random hex digits).
+A record belongs to its pipeline file, not to the pipeline's ``name:`` (see :func:`recorded_file`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from compressflow.errors import UsageError
 RECORD_FILE = "run.json"
 RECORD_FORMAT = 1
 RUNNING, OK, FAILED, INTERRUPTED = "running", "ok", "failed", "interrupted"
+LATEST = ("latest", "last")
 _SCALAR = (int, float, str, bool, type(None))
 
 
@@ -82,8 +84,12 @@ class RunRecorder:
 
 def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: list[str], started: float,
                  ended: float | None, status: str, report=None, recorder: RunRecorder | None = None,
-                 tracking: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON record of a run (``report`` None while it is still running)."""
+                 tracking: dict[str, Any] | None = None, origin: str = "cli") -> dict[str, Any]:
+    """The JSON record of a run (``report`` None while it is still running).
+
+    ``origin`` says where the run was started: ``cli``, or ``python`` (then ``argv`` is the
+    equivalent command line).
+    """
     from compressflow.executor.events import events_file
     from compressflow.executor.scheduler import tensorboard_dir
 
@@ -134,6 +140,7 @@ def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: lis
         "pipeline": {"name": pipeline.name, "path": str(pipeline.path) if pipeline.path else None,
                      "root": str(pipeline.root), "seed": pipeline.seed, "params": _jsonable(pipeline.params)},
         "argv": list(argv),
+        "origin": origin,
         "cwd": os.getcwd(),
         "pid": os.getpid(),
         "host": platform.node(),
@@ -222,7 +229,7 @@ def read_record(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / RECORD_FILE
     record = json.loads(path.read_text())
-    record.setdefault("run_dir", str(path.parent))
+    record["run_dir"] = str(path.parent)  # NOTE: where it is now, even if the project folder moved
     if record.get("status") == RUNNING and not _alive(record.get("pid"), record.get("host")):
         record["status"] = "died"  # the process ended without finishing its record (killed)
     return record
@@ -240,8 +247,22 @@ def _alive(pid: Any, host: Any) -> bool:
     return True
 
 
-def list_records(roots: list[Path], pipeline_name: str | None = None) -> list[dict[str, Any]]:
-    """Records found in ``roots``, oldest first; only those of ``pipeline_name`` when given."""
+def recorded_file(record: dict[str, Any]) -> Path | None:
+    """The pipeline file a record belongs to, where it is now (None for a pipeline given as a dict).
+
+    Runs are keyed by file, not by the pipeline's ``name:``: a runs folder holds the runs of the
+    pipeline files of one folder, and a record belongs to the file of its name there, so records
+    stay with their file when the project folder moves.
+    """
+    path = record.get("pipeline", {}).get("path")
+    run_dir = record.get("run_dir")
+    if not path or not run_dir:
+        return None
+    return Path(run_dir).parent.parent.parent / Path(path).name
+
+
+def list_records(roots: list[Path], pipeline_file: Path | None = None) -> list[dict[str, Any]]:
+    """Records found in ``roots``, oldest first; only those of ``pipeline_file`` (resolved) when given."""
     records = []
     for root in roots:
         if not Path(root).is_dir():
@@ -251,20 +272,29 @@ def list_records(roots: list[Path], pipeline_name: str | None = None) -> list[di
                 record = read_record(path)
             except (OSError, ValueError):
                 continue
-            if pipeline_name is None or record.get("pipeline", {}).get("name") == pipeline_name:
+            if pipeline_file is None or recorded_file(record) == pipeline_file:
                 records.append(record)
     return sorted(records, key=lambda r: (r.get("started_at") or 0, r.get("id", "")))
 
 
-def find_record(roots: list[Path], ref: str, pipeline_name: str | None = None) -> dict[str, Any]:
+def is_record_path(ref: str) -> bool:
+    """Whether ``ref`` names a record by path: a ``run.json`` or a run folder holding one."""
+    return Path(ref).name == RECORD_FILE or (ref not in LATEST and (Path(ref) / RECORD_FILE).is_file())
+
+
+def find_record(roots: list[Path], ref: str, pipeline_file: Path | None = None) -> dict[str, Any]:
     """The record named by ``ref``: a run id, a unique prefix of one, ``latest``, or a path."""
-    if ref not in ("latest", "last") and (Path(ref) / RECORD_FILE).is_file() or Path(ref).name == RECORD_FILE:
+    if is_record_path(ref):
         return read_record(Path(ref))
-    records = list_records(roots, pipeline_name)
     where = " or ".join(str(r) for r in roots) or "(nowhere)"
+    return pick_record(list_records(roots, pipeline_file), ref, where)
+
+
+def pick_record(records: list[dict[str, Any]], ref: str, where: str) -> dict[str, Any]:
+    """The record of ``records`` (oldest first) that ``ref`` names: an id, a unique prefix, ``latest``."""
     if not records:
         raise UsageError(f"no run records in {where}; `compressflow run` writes one per run")
-    if ref in ("latest", "last"):
+    if ref in LATEST:
         return records[-1]
     matches = [r for r in records if r.get("id", "").startswith(ref)]
     if len(matches) == 1:

@@ -1,4 +1,4 @@
-"""``compressflow report PIPELINE [RUN]``: write the HTML report or Markdown summary of a run."""
+"""``compressflow report [PIPELINE] [RUN]``: write the HTML report or Markdown summary of a run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from compressflow.errors import UsageError
-from compressflow.records import find_record
 
 EXIT_OK = 0
 
@@ -20,10 +19,9 @@ def default_report_path(record: dict, pipeline_root: Path) -> Path:
 
 def write_report(args) -> int:
     """Find the run and write its report where ``-o`` says (see the CLI help)."""
-    from compressflow.record_commands import pipeline_runs
+    from compressflow.run_lookup import locate_run
 
-    roots, name = pipeline_runs(args.pipeline)
-    record = find_record(roots, args.run, name)
+    record, pipeline_root = locate_run(args.pipeline, args.run, command="report")
     if args.format == "markdown":
         from compressflow.report.markdown import render_markdown
 
@@ -36,7 +34,7 @@ def write_report(args) -> int:
         from compressflow.report.html import render_html
 
         text = render_html(record)
-        output = args.output or str(default_report_path(record, roots[0].parent.parent))
+        output = args.output or str(default_report_path(record, pipeline_root))
     if output == "-":
         sys.stdout.write(text)
         return EXIT_OK

@@ -49,7 +49,8 @@ def test_runs_lists_runs_and_show_prints_one_by_id_prefix_or_latest(shop):
     ok, failed = records
     listing = cli("runs", shop)
     assert listing.code == 0, listing.text
-    lines = listing.out.splitlines()
+    title, *lines = listing.out.splitlines()
+    assert title == f"runs of {shop} (pipeline 'shop'), newest last"
     assert lines[0].split()[:3] == ["run", "started", "status"]
     assert [line.split()[0] for line in lines[2:]] == [ok["id"], failed["id"]]
     assert lines[2].split()[3] == "ok" and lines[3].split()[3] == "failed"
@@ -147,4 +148,4 @@ def test_runs_of_a_pipeline_that_no_longer_validates_are_still_listed(shop):
     shop.write_text(shop.read_text().replace("epochs: 3}", "epochs: 3, epocs: 4}"))
     assert cli("validate", shop).code == 2
     listing = cli("runs", shop)
-    assert listing.code == 0 and len(listing.out.splitlines()) == 3 and " ok " in listing.out
+    assert listing.code == 0 and len(listing.out.splitlines()) == 4 and " ok " in listing.out
