@@ -49,64 +49,27 @@ def _plan(args, pipeline, cache):
 
 
 def cmd_run(args, argv: list[str]) -> int:
-    from compressflow.api import open_cache, summaries
+    from compressflow import api
     from compressflow.cli import resume_command
-    from compressflow.executor.scheduler import run_plan
-    from compressflow.executor_options import build_runner
     from compressflow.progress import make_reporter
-    from compressflow.run_session import RunSession
-    from compressflow.tracking import check_tensorboard, open_tracker
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     pipeline = _load(args)
-    tracker = open_tracker(getattr(args, "track", None), pipeline)
     reporter = make_reporter(getattr(args, "progress", "auto"), quiet=args.quiet, verbose=args.verbose)
-    cache = open_cache(pipeline, args.cache, log=reporter.message)
-    plan = _plan(args, pipeline, cache)
-    check_tensorboard(plan)
-    cache.clean_stale_tmp()
-    to_run = plan.to_run()
-    cached = sum(1 for s in plan.stages.values() if s.action == "cached")
-    reporter.message(f"pipeline {pipeline.name}: {len(to_run)} to run, {cached} cached")
-    session = RunSession(pipeline, plan, cache, argv, reporter)
-    session.start()
-    try:
-        with build_runner(args, cache, plan, to_run) as runner:
-            report = run_plan(plan, cache, runner, session.reporter, keep_going=args.keep_going,
-                              verify=args.verify, run_dir=session.dir,
-                              log_dir=None if args.verbose else pipeline.root / ".compressflow" / "logs")
-    except BaseException:
-        try:
-            session.finish(interrupted=True)
-        except Exception:  # NOTE: never hide the interruption behind a record problem
-            pass
-        raise
-    record = session.finish(report)
-    for name, text in summaries(plan, cache):
-        print(f"\n{name}:\n{text}")
-    for name, paths in report.published.items():
-        for path in paths:
-            reporter.message(f"{name}: wrote {path}")
-    if tracker is not None:
-        _track(tracker, record, session)
-    ran, hits = report.count("ran"), report.count("cached")
+    report = api.run(pipeline, cache_dir=args.cache, selection=_selection(args), jobs=args.jobs,
+                     keep_going=args.keep_going, verify=args.verify, allow_outside_paths=args.allow_outside_paths,
+                     reporter=reporter, executor=args.executor, scheduler=args.scheduler, workers=args.workers,
+                     worker_resources=args.worker_resources, track=getattr(args, "track", None),
+                     capture_logs=not args.verbose, argv=argv)
     if report.ok:
-        reporter.message(f"done in {report.seconds:.1f}s: {ran} ran, {hits} cached (run {session.id})")
         return EXIT_OK
+    ran, hits = report.count("ran"), report.count("cached")
     failed = ", ".join(report.failed) or "none"
     print(f"\nrun failed (stage{'s' if len(report.failed) != 1 else ''}: {failed}); "
           f"{ran} ran, {hits} cached. Finished stages are cached: after fixing the cause, resume with:\n"
           f"  {resume_command(argv)}", file=sys.stderr)
     return EXIT_FAILED
-
-
-def _track(tracker, record, session) -> None:
-    """Log the run to the tracker; a tracking problem is reported but does not fail the run."""
-    try:
-        session.add_tracking(tracker.log_run(record))
-    except Exception as exc:  # NOTE: the run itself succeeded and is cached; say so and go on
-        print(f"warning: {tracker.name} tracking failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def cmd_plan(args, argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""One ``compressflow run`` around the scheduler: its folder, progress events, record and tracking.
+"""One run around the scheduler: its folder, progress events, record and tracking (used by ``api.run``).
 
 ::
 
@@ -22,8 +22,10 @@ from compressflow.records import (FAILED, INTERRUPTED, OK, RUNNING, RunRecorder,
 class RunSession:
     """The run folder, the event tailer feeding the reporter, and the run record."""
 
-    def __init__(self, pipeline, plan, cache, argv: list[str], reporter, *, run_id: str | None = None):
+    def __init__(self, pipeline, plan, cache, argv: list[str], reporter, *, run_id: str | None = None,
+                 origin: str = "cli"):
         self.pipeline, self.plan, self.cache, self.argv = pipeline, plan, cache, list(argv)
+        self.origin = origin
         self.id = run_id or new_run_id()
         self.dir: Path = runs_root(pipeline.root) / self.id
         self.display = reporter
@@ -63,6 +65,6 @@ class RunSession:
         self.record = build_record(run_id=self.id, run_dir=self.dir, pipeline=self.pipeline, plan=self.plan,
                                    cache=self.cache, argv=self.argv, started=self.started, ended=ended,
                                    status=status, report=report, recorder=self.reporter,
-                                   tracking=self.tracking or None)
+                                   tracking=self.tracking or None, origin=self.origin)
         write_record(self.dir, self.record)
         return self.record
