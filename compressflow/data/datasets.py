@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from compressflow.stages.base import Dataset, Environment, tree_sha256
+from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.registry import register_dataset
 
 
@@ -66,6 +67,9 @@ def module_source_fingerprint(module: str) -> str | None:
 
 
 class _Preprocessing(Dataset):
+    # NOTE: load_splits and the TensorFlow readers (image_directory, tfds) go through tfutil.
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
+
     scale: float | None = Field(None, gt=0, description="Multiply inputs by this (e.g. 1/255).")
     shuffle: bool = Field(True, description="Shuffle before splitting (seeded).")
     limit: int | None = Field(None, ge=1, description="Use only the first N samples (after shuffling).")
@@ -75,7 +79,6 @@ class _Preprocessing(Dataset):
 class SklearnDigits(_Preprocessing):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 samples, 10 classes); offline."""
 
-    kind: ClassVar[str] = "sklearn_digits"
     type: Literal["sklearn_digits"] = "sklearn_digits"
     layout: Literal["image", "flat"] = Field("image", description="`image`: (8, 8, 1); `flat`: (64,).")
     scale: float | None = Field(1 / 16, gt=0, description="Pixel values 0..16 are multiplied by this.")
@@ -97,7 +100,6 @@ class SklearnDigits(_Preprocessing):
 class NpzDataset(_Preprocessing):
     """Arrays from a `.npz` file (keys `x` and `y` by default)."""
 
-    kind: ClassVar[str] = "npz"
     type: Literal["npz"] = "npz"
     path_fields: ClassVar[dict[str, str]] = {"path": "dataset path"}
     path: str = Field(description="The .npz file, relative to the pipeline file.")
@@ -123,7 +125,6 @@ class NpzDataset(_Preprocessing):
 class ImageDirectory(_Preprocessing):
     """Images in one sub-folder per class (Keras' `image_dataset_from_directory`)."""
 
-    kind: ClassVar[str] = "image_directory"
     type: Literal["image_directory"] = "image_directory"
     path_fields: ClassVar[dict[str, str]] = {"path": "dataset path"}
     path: str = Field(description="Folder with one sub-folder per class.")
@@ -153,7 +154,6 @@ class ImageDirectory(_Preprocessing):
 class TfdsDataset(_Preprocessing):
     """A TensorFlow Datasets dataset already prepared in `data_dir` (never downloaded)."""
 
-    kind: ClassVar[str] = "tfds"
     type: Literal["tfds"] = "tfds"
     path_fields: ClassVar[dict[str, str]] = {"data_dir": "dataset data_dir"}
     name: str = Field(description="TFDS name, e.g. `mnist`.")
@@ -188,7 +188,6 @@ class TfdsDataset(_Preprocessing):
 class PythonDataset(_Preprocessing):
     """Arrays `(x, y)` returned by a `module:function` of yours."""
 
-    kind: ClassVar[str] = "python"
     type: Literal["python"] = "python"
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`module:function`.")
     args: dict[str, Any] = Field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 The key document of a stage holds its type and implementation version, its resolved
 config (references left out), the keys of its inputs, the datasets it reads (config and
-fingerprint), its seed, fingerprints of what it reads from outside the pipeline, and the
-versions of Python, compressflow and the libraries it uses. Nothing else: renaming a
+fingerprint), its seed, fingerprints of what it reads from outside the pipeline, the source
+of the code behind its type and the types of the datasets it reads (built-in or plugin), and
+the versions of Python, compressflow and the libraries it uses. Nothing else: renaming a
 stage, reordering the file or editing a description does not invalidate it.
 """
 
@@ -18,8 +19,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from compressflow.stages.base import Environment, Stage, derive_seed
+from compressflow.stages.code_sources import code_fingerprints
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: the source of the stage's (and its datasets') code is in "code"
 
 
 def canonical_json(data: Any) -> str:
@@ -68,9 +70,11 @@ def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
     """
     memo = {} if dataset_fingerprints is None else dataset_fingerprints
     datasets = {}
+    code_of: list[type] = [type(stage)]
     for field_name, dataset_name in stage.dataset_refs().items():
+        dataset = env.datasets[dataset_name]
+        code_of.append(type(dataset))
         if dataset_name not in memo:
-            dataset = env.datasets[dataset_name]
             memo[dataset_name] = {
                 "config": dataset.model_dump(mode="json"),
                 "fingerprint": dataset.fingerprint(env),
@@ -86,6 +90,7 @@ def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
         "datasets": datasets,
         "seed": derive_seed(env.seed, seed_name or name),
         "external": stage.fingerprint(env),
+        "code": code_fingerprints(code_of),
         "versions": library_versions(stage),
     }
     return StageKey(digest(doc), doc)

@@ -172,6 +172,8 @@ def explain_change(previous: dict | None, current: StageKey) -> list[str]:
     new = current.doc
     if old == new:
         return ["cache entry missing"]
+    if old.get("format") != new["format"]:
+        return ["key format changed (the entry was made by another compressflow)"]
     reasons: list[str] = []
     if old.get("type") != new["type"] or old.get("implementation") != new["implementation"]:
         reasons.append("stage implementation changed")
@@ -191,6 +193,10 @@ def explain_change(previous: dict | None, current: StageKey) -> list[str]:
     external = _diff(old.get("external", {}), new["external"])
     if external:
         reasons.append("external files changed: " + ", ".join(external))
+    old_code, new_code = old.get("code", {}), new["code"]
+    code = sorted(m for m in set(old_code) | set(new_code) if old_code.get(m) != new_code.get(m))
+    if code:
+        reasons.append("code changed: " + ", ".join(code))
     versions = _diff(old.get("versions", {}), new["versions"])
     if versions:
         reasons.append("versions changed: " + ", ".join(versions))

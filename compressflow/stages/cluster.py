@@ -8,6 +8,7 @@ from pydantic import Field
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
+from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import LayerSelection, TrainingOptions
 from compressflow.stages.registry import register_stage
@@ -17,7 +18,6 @@ from compressflow.stages.registry import register_stage
 class ClusterStage(LayerSelection, TrainingOptions, Stage):
     """Share weights among `number_of_clusters` centroids per layer, then fine-tune."""
 
-    kind: ClassVar[str] = "cluster"
     example: ClassVar[str] = """\
 model: pruned
 data: digits
@@ -27,6 +27,7 @@ epochs: 3
 """
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
 
     type: Literal["cluster"] = "cluster"
     model: StageName

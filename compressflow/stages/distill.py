@@ -8,6 +8,7 @@ from pydantic import Field
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
+from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
 from compressflow.stages.registry import register_stage
@@ -17,7 +18,6 @@ from compressflow.stages.registry import register_stage
 class DistillStage(TrainingOptions, Stage):
     """loss = alpha * hard-label loss + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
 
-    kind: ClassVar[str] = "distill"
     example: ClassVar[str] = """\
 teacher: trained
 student: base
@@ -28,6 +28,7 @@ epochs: 20
 """
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
 
     type: Literal["distill"] = "distill"
     teacher: StageName

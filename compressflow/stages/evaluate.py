@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, METRICS, TFLITE_MODEL, DatasetName, Stage, StageName, StageNames
+from compressflow.stages.code_sets import EVALUATE_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.gates import is_named
 from compressflow.stages.registry import register_stage
@@ -68,7 +69,6 @@ def read_metrics(artifact) -> tuple[str | None, dict[str, dict[str, Any]]]:
 class EvaluateStage(Stage):
     """Measure every model in `models` on the validation split and compare with `baseline`."""
 
-    kind: ClassVar[str] = "evaluate"
     stage_name_paths: ClassVar[tuple[tuple[str, ...], ...]] = (("require", "models"),)
     example: ClassVar[str] = """\
 models: [trained, pruned]
@@ -78,6 +78,7 @@ require: {max_accuracy_drop: 0.01}
 """
     produces: ClassVar[str] = METRICS
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES + ("ai-edge-litert",)
+    code_dependencies: ClassVar[tuple[str, ...]] = EVALUATE_CODE
 
     type: Literal["evaluate"] = "evaluate"
     models: StageNames = Field(min_length=1)

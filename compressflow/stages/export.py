@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 from compressflow.errors import StageFailed, UsageError
 from compressflow.stages.base import (FILES, KERAS_MODEL, METRICS, MODEL_KINDS, TFLITE_MODEL, Stage, StageName,
                                       tree_sha256)
+from compressflow.stages.code_sets import EVALUATE_CODE, TFLITE_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.registry import register_stage
 
@@ -43,7 +44,6 @@ KERAS_SUFFIXES = (".keras", ".h5")
 class ExportStage(Stage):
     """Copy a model to `to`, relative to the pipeline file's folder, on every run."""
 
-    kind: ClassVar[str] = "export"
     example: ClassVar[str] = """\
 model: pruned
 format: keras
@@ -51,6 +51,8 @@ to: out/pruned.keras
 """
     produces: ClassVar[str] = FILES
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = EVALUATE_CODE + TFLITE_CODE + (
+        "compressflow.stages.evaluate", "compressflow.stages.publish")
     key_exclude: ClassVar[frozenset[str]] = frozenset({"to", "allow_outside"})
     always_publish: ClassVar[bool] = True
 

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
+from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
 from compressflow.stages.registry import register_stage
@@ -17,7 +18,6 @@ from compressflow.stages.registry import register_stage
 class FineTuneStage(TrainingOptions, Stage):
     """Compile and fit a model; zeros and weight clusters of the input are kept."""
 
-    kind: ClassVar[str] = "fine_tune"
     example: ClassVar[str] = """\
 model: base
 data: digits
@@ -27,6 +27,7 @@ early_stopping: {monitor: val_accuracy, patience: 3}
 """
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
 
     type: Literal["fine_tune"] = "fine_tune"
     model: StageName

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, Stage
+from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.registry import register_stage
 
 TF_LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization")
@@ -20,13 +21,13 @@ class LoadStage(Stage):
         "or a keras.applications `application`."
     )
 
-    kind: ClassVar[str] = "load"
     example: ClassVar[str] = """\
 builder: "compressflow.models:small_cnn"
 args: {input_shape: [8, 8, 1], classes: 10}
 """
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + ("compressflow.models", "compressflow.models.builders")
     path_fields: ClassVar[dict[str, str]] = {"path": "model path", "weights": "weights file"}
 
     type: Literal["load"] = "load"

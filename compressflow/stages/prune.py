@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, DatasetName, Stage, StageName
+from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import LayerSelection, TrainingOptions
 from compressflow.stages.registry import register_stage
@@ -66,7 +67,6 @@ Schedule = Annotated[Union[ConstantSchedule, PolynomialDecaySchedule], Field(dis
 class PruneStage(LayerSelection, TrainingOptions, Stage):
     """Magnitude pruning (`prune_low_magnitude`): unstructured, block or m-by-n (2:4)."""
 
-    kind: ClassVar[str] = "prune"
     example: ClassVar[str] = """\
 model: trained
 data: digits
@@ -76,6 +76,7 @@ exclude: [probs]
 """
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
 
     type: Literal["prune"] = "prune"
     model: StageName

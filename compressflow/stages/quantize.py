@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, DatasetName, Stage, StageName
+from compressflow.stages.code_sets import TF_CODE, TFLITE_CODE
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
 from compressflow.stages.registry import register_stage
@@ -31,7 +32,6 @@ TFLITE_FILE = "model.tflite"
 class QuantizeStage(TrainingOptions, Stage):
     """`qat` gives a Keras model; `float32`, `dynamic`, `float16`, `int8`, `int16x8` give a TFLite model."""
 
-    kind: ClassVar[str] = "quantize"
     example: ClassVar[str] = """\
 model: pruned
 method: int8
@@ -40,6 +40,7 @@ representative_samples: 200
 """
     produces: ClassVar[str] = TFLITE_MODEL  # KERAS_MODEL for qat: see output_kind()
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + TFLITE_CODE + ("compressflow.stages.qat",)
 
     type: Literal["quantize"] = "quantize"
     model: StageName

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import ARTIFACT_FILE, METRICS, Stage, StageName, StageNames
+from compressflow.stages.code_sets import EVALUATE_CODE
 from compressflow.stages.registry import register_stage
 from compressflow.stages.selection import METRICS as RANKABLE
 from compressflow.stages.selection import Constraints, choose, judge, selection_table
@@ -32,7 +33,6 @@ MetricName = Literal[tuple(RANKABLE)]  # type: ignore[valid-type]
 class SelectStage(Stage):
     """Pick the best candidate model by one metric of an evaluation, under constraints against its baseline."""
 
-    kind: ClassVar[str] = "select"
     example: ClassVar[str] = """\
 candidates: [pruned]         # a swept stage stands for all its variants
 evaluation: check            # an evaluate stage that measured them, with a baseline
@@ -40,6 +40,8 @@ metric: gzip_size
 max_accuracy_drop: 0.01
 """
     produces: ClassVar[str] = "model (a copy of the chosen candidate)"
+    code_dependencies: ClassVar[tuple[str, ...]] = EVALUATE_CODE + (
+        "compressflow.stages.evaluate", "compressflow.stages.selection")
 
     type: Literal["select"] = "select"
     candidates: StageNames = Field(min_length=1, description="Models to choose from; a swept stage's name "

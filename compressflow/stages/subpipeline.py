@@ -21,7 +21,6 @@ from compressflow.stages.registry import register_stage
 class PipelineStage(Stage):
     """Use a recipe file's stages here, named `<this stage>.<recipe stage>`; this stage's name means its `output`."""
 
-    kind: ClassVar[str] = "pipeline"
     produces: ClassVar[str] = "the recipe output's artifact"
 
     type: Literal["pipeline"] = "pipeline"

@@ -1,0 +1,27 @@
+"""The helper modules the built-in stage types run, for their ``code_dependencies``.
+
+Each list holds, at any depth, the compressflow modules a stage's ``run`` calls into, so an
+edit to any of them changes the cache keys of the stages that use it (tests/executor checks
+the lists against the imports). Plain names only: nothing is imported from here.
+"""
+
+from __future__ import annotations
+
+#: What every TensorFlow stage goes through: ``tfutil`` and what it calls (data splits, model checks).
+TF_CODE = (
+    "compressflow.stages.tfutil", "compressflow.stages.prune", "compressflow.stages.options",
+    "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
+)
+
+#: Measuring models (evaluate, and what reads its metrics).
+EVALUATE_CODE = TF_CODE + (
+    "compressflow.stages.gates", "compressflow.stages.model_measurements", "compressflow.stages.measure",
+    "compressflow.stages.keras_artifacts", "compressflow.stages.litert_runner", "compressflow.stages.tflite_weights",
+    "compressflow.stages.report_table",
+)
+
+#: Converting to TFLite and describing the result.
+TFLITE_CODE = (
+    "compressflow.stages.keras_artifacts", "compressflow.stages.tflite_convert", "compressflow.stages.tflite_describe",
+    "compressflow.stages.tflite_weights", "compressflow.stages.litert_runner",
+)
