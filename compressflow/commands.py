@@ -50,7 +50,7 @@ def _plan(args, pipeline, cache):
 
 def cmd_run(args, argv: list[str]) -> int:
     from compressflow import api
-    from compressflow.cli import resume_command
+    from compressflow.failure_hints import failure_hint
     from compressflow.progress import make_reporter
 
     if args.jobs < 1:
@@ -64,11 +64,7 @@ def cmd_run(args, argv: list[str]) -> int:
                      capture_logs=not args.verbose, argv=argv)
     if report.ok:
         return EXIT_OK
-    ran, hits = report.count("ran"), report.count("cached")
-    failed = ", ".join(report.failed) or "none"
-    print(f"\nrun failed (stage{'s' if len(report.failed) != 1 else ''}: {failed}); "
-          f"{ran} ran, {hits} cached. Finished stages are cached: after fixing the cause, resume with:\n"
-          f"  {resume_command(argv)}", file=sys.stderr)
+    print("\n" + failure_hint(pipeline, report, argv), file=sys.stderr)
     return EXIT_FAILED
 
 

@@ -7,6 +7,7 @@ import threading
 from typing import Any, TextIO
 
 from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
+from compressflow.text_wrap import terminal_width, wrap_message
 
 
 class LineReporter:
@@ -46,7 +47,9 @@ class LineReporter:
 
     def stage_finished(self, name: str, outcome: TaskOutcome) -> None:
         if outcome.status == FAILED:
-            self._print(f"{name}: FAILED after {outcome.seconds:.1f}s: {outcome.error}")
+            line = f"{name}: FAILED after {outcome.seconds:.1f}s: {outcome.error}"
+            # NOTE: a failed gate's reason is prose to read, wrapped; other errors stay whole for grep.
+            self._print("\n".join(wrap_message(line, terminal_width())) if outcome.gate_fields else line)
             if self.verbose and outcome.details:
                 self._print(outcome.details.rstrip())
         elif self.quiet:

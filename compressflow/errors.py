@@ -96,6 +96,18 @@ class StageFailed(CompressflowError):
     exit_code = 1
 
 
+class GateFailed(StageFailed):
+    """A stage's results miss a requirement of its config (``require:`` of ``evaluate``).
+
+    Unlike a crash, this is the answer for these inputs: running the same stages again gives
+    the same one. ``fields`` names the config fields that hold the requirement.
+    """
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ("require",)):
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+
 class UnsafeModelError(CompressflowError):
     """A model file would run code on load and the stage did not say ``trust: true``."""
 

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from compressflow.console import LineReporter
 from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
+from compressflow.text_wrap import wrap_message
 
 MODES = ("auto", "live", "plain")
 _SHOWN_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -129,9 +130,9 @@ class LiveReporter:
             row.seconds = outcome.seconds if outcome.status != CACHED else None
             row.state = {RAN: "done", CACHED: "cached", FAILED: "failed"}.get(outcome.status, outcome.status)
             if outcome.status == FAILED:
-                row.note = outcome.error or "failed"
+                row.note = (outcome.error or "failed").splitlines()[0]
         if outcome.status == FAILED:
-            self._print((f"✗ {name} failed", "bold red"), f" after {outcome.seconds:.1f}s: {outcome.error}")
+            self._print_failure(name, outcome)
 
     def stage_blocked(self, name: str, reason: str) -> None:
         with self._lock:
@@ -184,9 +185,11 @@ class LiveReporter:
                 bar = (ProgressBar(total=1.0, completed=fraction, width=24,
                                    complete_style="green" if row.state == "done" else "yellow")
                        if fraction is not None else Text(""))
+                # NOTE: a failure's first line wraps in its cell rather than being cut; the rest is printed above.
+                details = (Text(_details(row), no_wrap=False, overflow="fold") if row.state == "failed" else
+                           Text(_details(row), style="dim" if row.state in ("cached", "waiting") else ""))
                 table.add_row(mark, Text(row.name, style="bold"), Text(row.kind, style="cyan"),
-                              Text(row.state, style=style), Text(_duration(elapsed), style="dim"), bar,
-                              Text(_details(row), style="dim" if row.state in ("cached", "waiting") else ""))
+                              Text(row.state, style=style), Text(_duration(elapsed), style="dim"), bar, details)
             counts = {state: sum(1 for r in self.rows.values() if r.state == state)
                       for state in ("running", "done", "cached", "failed", "waiting")}
             summary = "  ".join(f"{n} {state}" for state, n in counts.items() if n)
@@ -212,6 +215,17 @@ class LiveReporter:
         if name not in self.rows:
             self.rows[name] = StageRow(name, "")
         return self.rows[name]
+
+    def _print_failure(self, name: str, outcome: TaskOutcome) -> None:
+        """A stage's failure, whole: every line of its reason wrapped to the terminal, continuations indented."""
+        from rich.text import Text
+
+        mark = f"✗ {name} failed"
+        lines = wrap_message(f"{mark} after {outcome.seconds:.1f}s: {outcome.error}", self.console.size.width)
+        text = Text("\n".join(lines))
+        text.stylize("bold red", 0, len(mark))
+        # NOTE: soft_wrap: the lines fit already; one that cannot (a long path, a table row) is never cut.
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def _print(self, *parts) -> None:
         """Print above the live view; ``parts`` are plain strings or (text, style) pairs."""

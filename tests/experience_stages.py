@@ -3,7 +3,8 @@
 ``toy_train`` reports epochs like a training stage (``ctx.progress`` events, or log lines
 when nothing listens) and writes a ``metrics.json`` with a history; ``toy_evaluate`` writes
 a ``metrics.json`` in the format of the real evaluate stage, with figures derived from its
-inputs' numbers (value v: gzip size 90000 / v bytes) and accuracies given in its config.
+inputs' numbers (value v: gzip size 90000 / v bytes) and accuracies given in its config, and
+fails its ``require:`` gates like the real evaluate stage.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from typing import ClassVar, Literal
 
 from compressflow.stages.base import METRICS, Stage, StageName, StageNames
+from compressflow.stages.evaluate import Requirements
 from compressflow.stages.registry import register_stage
 
 
@@ -29,6 +31,7 @@ class ToyTrain(Stage):
     model: StageName
     epochs: int = 3
     steps: int = 4
+    fail_with: str | None = None  # fail after training with this message (a stage's own long error)
 
     def run(self, ctx) -> None:
         history: dict[str, list[float]] = {"loss": [], "accuracy": []}
@@ -47,6 +50,8 @@ class ToyTrain(Stage):
             else:
                 ctx.log(text)
         ctx.log(f"trained for {self.epochs} epochs")
+        if self.fail_with:
+            raise RuntimeError(self.fail_with)
         ctx.write_json("metrics.json", {"accuracy": history["accuracy"][-1], "history": history})
         ctx.write_json("value.json", _value(ctx.input("model")))
         ctx.set_output("number", "value.json")
@@ -62,8 +67,10 @@ class ToyEvaluate(Stage):
     models: StageNames
     baseline: StageName | None = None
     accuracy: dict[str, float] = {}
+    require: Requirements | None = None  # gates as evaluate's, through the same code
 
     def run(self, ctx) -> None:
+        from compressflow.stages.gates import gate_failure, unmet_requirements
         from compressflow.stages.model_measurements import compare
         from compressflow.stages.report_table import format_table
 
@@ -90,6 +97,9 @@ class ToyEvaluate(Stage):
                                         "data": {"dataset": "toy", "split": "validation", "samples": 100}})
         (ctx.out_dir / "table.txt").write_text(format_table(models, self.baseline))
         ctx.set_output(METRICS, "metrics.json", table="table.txt", baseline=self.baseline, models=list(models))
+        problems = unmet_requirements(self.require, models, self.baseline) if self.require else []
+        if problems:
+            raise gate_failure(ctx.name, problems)
 
     def summary(self, output) -> str | None:
         return (output.path / "table.txt").read_text()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from compressflow.errors import CompressflowError
+from compressflow.errors import CompressflowError, GateFailed
 from compressflow.executor.capture import stderr_to_file
 from compressflow.executor.events import EventSink
 from compressflow.executor.parent_watch import check_parent
@@ -56,6 +56,8 @@ class TaskOutcome:
     seconds: float = 0.0
     error: str | None = None
     details: str | None = None  # traceback, for --verbose and the log file
+    # A failed gate (GateFailed): the config fields holding the requirement. A rerun gives the same answer.
+    gate_fields: tuple[str, ...] = ()
 
 
 class InputMissing(CompressflowError):
@@ -94,7 +96,8 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
                 check_parent(task.name)  # NOTE: an orphaned worker leaves the entry to a live run
         return TaskOutcome(task.name, RAN, time.perf_counter() - started)
     except CompressflowError as exc:
-        return _failed(task, started, exc.render().removeprefix("error: "))
+        return _failed(task, started, exc.render().removeprefix("error: "),
+                       gate_fields=exc.fields if isinstance(exc, GateFailed) else ())
     except Exception as exc:  # a stage's own failure: reported, never a crash of the run
         return _failed(task, started, f"{type(exc).__name__}: {exc}")
     finally:
@@ -102,11 +105,12 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
             events.close()
 
 
-def _failed(task: StageTask, started: float, error: str) -> TaskOutcome:
+def _failed(task: StageTask, started: float, error: str, gate_fields: tuple[str, ...] = ()) -> TaskOutcome:
     details = traceback.format_exc()
     if task.stderr_log:
         details += f"\n(the stage's other output is in {task.stderr_log})"
-    return TaskOutcome(task.name, FAILED, time.perf_counter() - started, error=error, details=details)
+    return TaskOutcome(task.name, FAILED, time.perf_counter() - started, error=error, details=details,
+                       gate_fields=gate_fields)
 
 
 def _read_inputs(cache, task: StageTask) -> dict[str, Artifact | list[Artifact]]:

@@ -108,7 +108,7 @@ require: {max_accuracy_drop: 0.01}
 
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
-        from compressflow.stages.gates import unmet_requirements
+        from compressflow.stages.gates import gate_failure, unmet_requirements
         from compressflow.stages.model_measurements import compare, measure_model
         from compressflow.stages.report_table import format_table
 
@@ -136,8 +136,7 @@ require: {max_accuracy_drop: 0.01}
         problems = unmet_requirements(self.require, models, self.baseline) if self.require else []
         if problems:
             ctx.log(table)
-            raise StageFailed(f"evaluate stage {ctx.name!r}: {len(problems)} requirement"
-                              f"{'s' if len(problems) != 1 else ''} not met:\n  " + "\n  ".join(problems))
+            raise gate_failure(ctx.name, problems)
 
     def _notes(self, models: dict[str, dict[str, Any]]) -> list[str]:
         kinds = {metrics["kind"] for metrics in models.values()}

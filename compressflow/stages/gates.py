@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from compressflow.errors import GateFailed
+
 
 def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str | None) -> list[str]:
     """One message per (model, requirement) that is not met.
@@ -38,6 +40,12 @@ def unmet_requirements(require, models: dict[str, dict[str, Any]], baseline: str
                     f"model {name!r}: median latency {latency:.3f} ms per sample is above "
                     f"max_latency_ms {require.max_latency_ms:g} ms")
     return problems
+
+
+def gate_failure(stage: str, problems: list[str]) -> GateFailed:
+    """The error of evaluate stage ``stage`` whose models miss requirements (``problems``, one per line)."""
+    return GateFailed(f"evaluate stage {stage!r}: {len(problems)} requirement{'s' if len(problems) != 1 else ''} "
+                      "not met:\n  " + "\n  ".join(problems), fields=("require",))
 
 
 def is_named(model: str, names: list[str]) -> bool:

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from compressflow.errors import StageFailed
+from compressflow.errors import GateFailed, StageFailed
 from compressflow.stages.base import ARTIFACT_FILE, METRICS, Stage, StageName, StageNames
 from compressflow.stages.code_sets import EVALUATE_CODE
 from compressflow.stages.registry import register_stage
@@ -26,6 +26,7 @@ TABLE_FILE = "table.txt"
 # Files of a cache entry that belong to the cache, not to the stage that made it.
 _CACHE_FILES = {ARTIFACT_FILE, "manifest.json", "key.json"}
 
+CONSTRAINT_FIELDS = ("max_accuracy_drop", "min_compression", "max_latency_ms")
 MetricName = Literal[tuple(RANKABLE)]  # type: ignore[valid-type]
 
 
@@ -114,7 +115,8 @@ max_accuracy_drop: 0.01
         table = selection_table(judged, chosen, self.metric, goal, baseline, models.get(baseline),
                                 self.constraints())
         if chosen is None:
-            raise StageFailed(f"select stage {ctx.name!r}: no candidate passed the constraints\n{table}")
+            raise GateFailed(f"select stage {ctx.name!r}: no candidate passed the constraints\n{table}",
+                             fields=tuple(name for name in CONSTRAINT_FIELDS if getattr(self, name) is not None))
         artifact = candidates[chosen.name]
         _copy_files(artifact.path, ctx.out_dir)
         (ctx.out_dir / TABLE_FILE).write_text(table)
