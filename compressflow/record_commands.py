@@ -76,6 +76,7 @@ def show_run(args) -> int:
 def format_record(record: dict[str, Any]) -> str:
     """A run record as readable text."""
     from compressflow.stages.report_table import format_table
+    from compressflow.text_wrap import fit_last_column, terminal_width, wrap_message
 
     pipeline = record.get("pipeline", {})
     lines = [f"run {record['id']}  {record.get('status', '?')}",
@@ -92,6 +93,8 @@ def format_record(record: dict[str, Any]) -> str:
         rows.append((name, stage.get("type", ""), stage.get("status", ""),
                      _seconds(stage.get("seconds")) if stage.get("status") in ("ran", "failed") else "",
                      stage.get("key", "")[:12], why.splitlines()[0] if why else ""))
+    errors = {name: stage["error"] for name, stage in record.get("stages", {}).items() if stage.get("error")}
+    rows, cut = fit_last_column(rows, terminal_width(), set(errors))
     lines.append(_table(rows))
     for name, stage in record.get("stages", {}).items():
         extra = []
@@ -99,8 +102,8 @@ def format_record(record: dict[str, Any]) -> str:
             extra.append(f"wrote {path}")
         if stage.get("tensorboard_dir"):
             extra.append(f"TensorBoard logs: {stage['tensorboard_dir']}")
-        if stage.get("error") and "\n" in stage["error"]:
-            extra.append(stage["error"])
+        if name in cut or "\n" in errors.get(name, ""):  # the error whole, when the table cannot show it
+            extra.append("\n".join(wrap_message(errors[name], terminal_width() - 2)))
         metrics = stage.get("metrics")
         if metrics and metrics.get("models"):
             extra.append(format_table(metrics["models"], metrics.get("baseline"), metrics.get("notes", [])).rstrip())
