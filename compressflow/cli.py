@@ -1,7 +1,7 @@
 """The ``compressflow`` command line.
 
-Exit status: 0 success, 1 a stage failed, 2 invalid pipeline or usage, 130 interrupted.
-TensorFlow is imported only by stages that actually run.
+Exit status: 0 success, 1 a stage failed, 2 invalid pipeline or usage, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). TensorFlow is imported only by stages that actually run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from compressflow.errors import CompressflowError
 from compressflow.executor_options import add_executor_args
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_STATUS_HELP = ("exit status: 0 success, 1 a stage failed, 2 invalid pipeline or usage, "
+                    "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)")
 _RUNS_HERE = (" (default: the pipeline whose runs are in .compressflow/runs here or one folder down; "
               "when there are several, they are listed)")
 
@@ -71,11 +73,12 @@ def _add_outside_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="compressflow", description="Declarative, cached model-compression pipelines.")
+    parser = _Parser(prog="compressflow", description="Declarative, cached model-compression pipelines.",
+                     epilog=EXIT_STATUS_HELP)
     parser.add_argument("--version", action="version", version=f"compressflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a pipeline (cached stages are reused)")
+    run = sub.add_parser("run", help="run a pipeline (cached stages are reused)", epilog=EXIT_STATUS_HELP)
     _add_pipeline_args(run)
     _add_cache_arg(run)
     _add_selection_args(run)
