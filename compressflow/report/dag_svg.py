@@ -1,112 +1,94 @@
-"""The stage graph of a run as an SVG picture (no Graphviz needed).
+"""The stage graph of a run as an SVG picture, coloured by each stage's status in the run.
 
-Stages are placed in columns by their depth (longest path from a stage without inputs),
-ordered inside a column by the mean row of their inputs, and coloured by their status in
-the run. ``after:`` edges are dashed.
+Drawn by Graphviz's ``dot`` when it is installed, else (or with ``COMPRESSFLOW_GRAPHVIZ=0``, or
+when ``dot`` fails) by the built-in layered layout (:mod:`compressflow.report.layered_layout`):
+either way no edge passes under a box. ``after:`` edges are dashed.
 """
 
 from __future__ import annotations
 
+import os
 from html import escape
 from typing import Any
 
-NODE_HEIGHT, COLUMN_GAP, ROW_GAP, MARGIN = 44, 56, 18, 12
+from compressflow.report import graphviz_svg
+from compressflow.report.layered_layout import Layout, Route, layered_layout
+from compressflow.report.stage_look import STATUS_LOOK, EdgeLook, StageLook, edge_looks, stage_looks
+
+__all__ = ["STATUS_LOOK", "builtin_svg", "dag_svg"]
+
+LINE_HEIGHT = 14
 _CHAR_WIDTH = 7.0
-STATUS_LOOK = {  # fill, stroke, dashed
-    "ran": ("#e8f5e9", "#2e7d32", False),
-    "cached": ("#e3f2fd", "#1e88e5", False),
-    "failed": ("#ffebee", "#c62828", False),
-    "blocked": ("#f5f5f5", "#9e9e9e", True),
-    "not run": ("#f5f5f5", "#9e9e9e", True),
-    "skipped": ("#fafafa", "#bdbdbd", True),
-}
-_DEFAULT_LOOK = ("#fff8e1", "#f9a825", False)
+_EDGE_COLOR, _ARROW_COLOR = "#90a4ae", "#78909c"
 
 
-def _layout(names: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[int, int]]:
-    """(column, row) of every stage; ``names`` in execution order."""
-    inputs = {name: [a for a, b in edges if b == name] for name in names}
-    depth: dict[str, int] = {}
-    for name in names:  # execution order: inputs come first
-        depth[name] = 1 + max((depth[a] for a in inputs[name] if a in depth), default=-1)
-    columns: dict[int, list[str]] = {}
-    for name in names:
-        columns.setdefault(depth[name], []).append(name)
-    position: dict[str, tuple[int, int]] = {}
-    for column in sorted(columns):
-        def barycentre(name: str) -> float:
-            rows = [position[a][1] for a in inputs[name] if a in position]
-            return sum(rows) / len(rows) if rows else names.index(name) / 1000
-        for row, name in enumerate(sorted(columns[column], key=barycentre)):
-            position[name] = (column, row)
-    return position
-
-
-def _label_lines(name: str, stage: dict[str, Any]) -> tuple[str, str]:
-    status = stage.get("status", "")
-    seconds = stage.get("seconds")
-    detail = f"{stage.get('type', '')} · {status}"
-    if status == "ran" and seconds is not None:
-        detail += f" · {seconds:.1f}s"
-    return name, detail
-
-
-def dag_svg(record: dict[str, Any]) -> str:
-    """An ``<svg>`` element drawing the run's stages and their edges."""
-    stages = record.get("stages", {})
-    names = list(stages)
-    edges = [(a, b) for a, b in record.get("edges", []) if a in stages and b in stages]
-    if not names:
+def dag_svg(record: dict[str, Any], graphviz: bool | None = None) -> str:
+    """An ``<svg>`` element drawing the run's stages and their edges. ``graphviz``: True or False
+    to use ``dot`` or not; None (the default) uses it when it is installed and not turned off."""
+    stages, edges = stage_looks(record), edge_looks(record)
+    if not stages:
         return "<svg xmlns='http://www.w3.org/2000/svg' width='0' height='0'></svg>"
-    position = _layout(names, edges)
-    labels = {name: _label_lines(name, stages[name]) for name in names}
-    width = {name: max(110.0, _CHAR_WIDTH * max(len(labels[name][0]) + 2, len(labels[name][1])) + 20)
-             for name in names}
-    columns = max(c for c, _ in position.values()) + 1
-    column_width = [max((width[n] for n in names if position[n][0] == c), default=0) for c in range(columns)]
-    column_x = [MARGIN + sum(column_width[:c]) + COLUMN_GAP * c for c in range(columns)]
-    rows_in = [sum(1 for n in names if position[n][0] == c) for c in range(columns)]
-    total_height = max(rows_in) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP + 2 * MARGIN
+    if graphviz is None:
+        graphviz = os.environ.get("COMPRESSFLOW_GRAPHVIZ", "1") != "0" and graphviz_svg.available()
+    drawn = graphviz_svg.render(stages, edges) if graphviz else None
+    return drawn or builtin_svg(stages, edges)
 
-    def box(name: str) -> tuple[float, float, float]:
-        column, row = position[name]
-        column_height = rows_in[column] * (NODE_HEIGHT + ROW_GAP) - ROW_GAP
-        top = (total_height - column_height) / 2 + row * (NODE_HEIGHT + ROW_GAP)
-        left = column_x[column] + (column_width[column] - width[name]) / 2
-        return left, top, width[name]
 
-    total_width = column_x[-1] + column_width[-1] + MARGIN
+def box_size(stage: StageLook) -> tuple[float, float]:
+    """(width, height) of a stage's box: its name lines over its detail line."""
+    longest = max(len(line) for line in stage.name_lines)
+    width = max(110.0, _CHAR_WIDTH * max(longest + 2, len(stage.detail)) + 20)
+    return width, 30.0 + LINE_HEIGHT * len(stage.name_lines)
+
+
+def builtin_svg(stages: list[StageLook], edges: list[EdgeLook]) -> str:
+    """The graph drawn with the built-in layered layout."""
+    layout = layered_layout({stage.name: box_size(stage) for stage in stages},
+                            [(edge.source, edge.target) for edge in edges])
+    dashed = {(edge.source, edge.target) for edge in edges if edge.dashed}
+    width, height = f"{layout.width:.0f}", f"{layout.height:.0f}"
     # NOTE: the viewBox lets the page scale the picture down when it is wider than the page.
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='dag' width='{total_width:.0f}' "
-             f"height='{total_height:.0f}' viewBox='0 0 {total_width:.0f} {total_height:.0f}' "
-             "font-family='system-ui, sans-serif' font-size='12'>",
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' class='dag' width='{width}' height='{height}' "
+             f"viewBox='0 0 {width} {height}' font-family='system-ui, sans-serif' font-size='12'>",
              "<defs><marker id='arrow' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='7' markerHeight='7' "
-             "orient='auto-start-reverse'><path d='M 0 0 L 10 5 L 0 10 z' fill='#78909c'/></marker></defs>"]
-    for a, b in edges:
-        ax, ay, aw = box(a)
-        bx, by, _ = box(b)
-        x1, y1, x2, y2 = ax + aw, ay + NODE_HEIGHT / 2, bx - 2, by + NODE_HEIGHT / 2
-        bend = max(24.0, (x2 - x1) / 2)
-        only_after = set((stages[b].get("inputs") or {}).keys()) and all(
-            a not in names_ for field, names_ in (stages[b].get("inputs") or {}).items() if field != "after")
-        dash = " stroke-dasharray='5 4'" if only_after else ""
-        parts.append(f"<path d='M {x1:.1f} {y1:.1f} C {x1 + bend:.1f} {y1:.1f}, {x2 - bend:.1f} {y2:.1f}, "
-                     f"{x2:.1f} {y2:.1f}' fill='none' stroke='#90a4ae' stroke-width='1.5'{dash} "
+             f"orient='auto-start-reverse'><path d='M 0 0 L 10 5 L 0 10 z' fill='{_ARROW_COLOR}'/></marker></defs>"]
+    for route in layout.routes:
+        dash = " stroke-dasharray='5 4'" if (route.source, route.target) in dashed else ""
+        parts.append(f"<path data-from='{escape(route.source)}' data-to='{escape(route.target)}' "
+                     f"d='{route_path(route)}' fill='none' stroke='{_EDGE_COLOR}' stroke-width='1.5'{dash} "
                      "marker-end='url(#arrow)'/>")
-    for name in names:
-        left, top, w = box(name)
-        fill, stroke, dashed = STATUS_LOOK.get(stages[name].get("status", ""), _DEFAULT_LOOK)
-        dash = " stroke-dasharray='4 3'" if dashed else ""
-        title, detail = labels[name]
-        error = stages[name].get("error")
-        tooltip = f"{name}: {stages[name].get('status', '')}" + (f" ({error})" if error else "")
-        parts.append(
-            f"<g><title>{escape(tooltip)}</title>"
-            f"<rect x='{left:.1f}' y='{top:.1f}' width='{w:.1f}' height='{NODE_HEIGHT}' rx='8' fill='{fill}' "
-            f"stroke='{stroke}' stroke-width='1.6'{dash}/>"
-            f"<text x='{left + w / 2:.1f}' y='{top + 18:.1f}' text-anchor='middle' font-weight='600' "
-            f"fill='#263238'>{escape(title)}</text>"
-            f"<text x='{left + w / 2:.1f}' y='{top + 34:.1f}' text-anchor='middle' font-size='10.5' "
-            f"fill='#546e7a'>{escape(detail)}</text></g>")
+    parts += [_stage_box(stage, layout) for stage in stages]
     parts.append("</svg>")
     return "".join(parts)
+
+
+def route_path(route: Route) -> str:
+    """The SVG path data of a route: its runs as lines, joined by S-curves that stay inside the
+    gap between the two runs' columns (their control points lie in it)."""
+    (x0, x1, y), *rest = route.runs
+    commands = [f"M {x0:.1f} {y:.1f}"]
+    if x1 > x0:
+        commands.append(f"L {x1:.1f} {y:.1f}")
+    for start, end, next_y in rest:
+        middle = (x1 + start) / 2
+        commands.append(f"C {middle:.1f} {y:.1f}, {middle:.1f} {next_y:.1f}, {start:.1f} {next_y:.1f}")
+        if end > start:
+            commands.append(f"L {end:.1f} {next_y:.1f}")
+        x1, y = end, next_y
+    return " ".join(commands)
+
+
+def _stage_box(stage: StageLook, layout: Layout) -> str:
+    box = layout.boxes[stage.name]
+    dash = " stroke-dasharray='4 3'" if stage.dashed else ""
+    middle = box.x + box.width / 2
+    top = box.y + (box.height - box_size(stage)[1]) / 2  # the layout may make a box taller for its edges
+    lines = "".join(f"<text x='{middle:.1f}' y='{top + 18 + LINE_HEIGHT * i:.1f}' text-anchor='middle' "
+                    f"font-weight='600' fill='#263238'>{escape(line)}</text>"
+                    for i, line in enumerate(stage.name_lines))
+    detail_y = top + 20 + LINE_HEIGHT * len(stage.name_lines)
+    return (f"<g data-stage='{escape(stage.name)}'><title>{escape(stage.tooltip)}</title>"
+            f"<rect x='{box.x:.1f}' y='{box.y:.1f}' width='{box.width:.1f}' height='{box.height:.1f}' rx='8' "
+            f"fill='{stage.fill}' stroke='{stage.stroke}' stroke-width='1.6'{dash}/>{lines}"
+            f"<text x='{middle:.1f}' y='{detail_y:.1f}' text-anchor='middle' font-size='10.5' "
+            f"fill='#546e7a'>{escape(stage.detail)}</text></g>")
