@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
-
-from compressflow.errors import UsageError
 
 EXIT_OK = 0
 
@@ -28,12 +25,15 @@ def write_report(args) -> int:
         text = render_markdown(record)
         output = args.output or "-"
     else:
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("the HTML report draws its plots with matplotlib, which is not installed; "
-                             "install it with: pip install 'compressflow[report]'")
         from compressflow.report.html import render_html
+        from compressflow.report.plots import INSTALL_HINT
 
-        text = render_html(record)
+        missing: list[str] = []
+        text = render_html(record, missing_plots=missing)
+        if missing:
+            plots = "1 plot" if len(missing) == 1 else f"{len(missing)} plots"
+            print(f"note: {plots} not drawn ({', '.join(missing)}): matplotlib cannot be imported; "
+                  f"{INSTALL_HINT} draws them", file=sys.stderr)
         output = args.output or str(default_report_path(record, pipeline_root))
     if output == "-":
         sys.stdout.write(text)

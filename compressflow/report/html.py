@@ -9,8 +9,9 @@ from typing import Any
 
 from compressflow import __version__
 from compressflow.report import plots
-from compressflow.report.dag_svg import STATUS_LOOK, dag_svg
+from compressflow.report.dag_svg import dag_svg
 from compressflow.report.data import Evaluation, evaluations, selected_names, selections, training_curves
+from compressflow.report.stage_look import STATUS_LOOK
 from compressflow.stages.report_table import human_bytes, readable
 
 _CSS = """
@@ -28,6 +29,7 @@ h2{font-size:17px;margin:0 0 4px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:12.5px}
 th,td{padding:6px 7px;border-bottom:1px solid #e5e9ef;text-align:left;white-space:nowrap}
+td.name b{white-space:normal}
 th{background:#f8fafc;font-weight:600;color:#475569;white-space:normal;vertical-align:bottom}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{background:#f8fafc}
@@ -53,6 +55,8 @@ td.good{color:#15803d}
 pre{background:#0f172a;color:#e2e8f0;padding:12px 14px;border-radius:8px;font-size:12px;overflow-x:auto}
 footer{color:#8a99a8;font-size:12px;text-align:center;margin-top:26px}
 .err{color:#b91c1c;white-space:normal;max-width:420px}
+.noplot{border:1px dashed #cbd5e1;border-radius:6px;padding:28px 18px;color:#607080;font-size:13px;text-align:center}
+.noplot code{color:#334155}
 """
 
 
@@ -60,6 +64,29 @@ def _img(png: bytes | None, alt: str) -> str:
     if png is None:
         return ""
     return f"<img alt='{escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+
+
+class _PlotSlots:
+    """Draws the page's plots; a plot that matplotlib cannot draw leaves a note saying how to get it."""
+
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+
+    def img(self, draw, alt: str, *args) -> str:
+        try:
+            png = draw(*args)
+        except plots.PlotsUnavailable as error:
+            self.missing.append(alt)
+            return (f"<div class='noplot'><b>{escape(alt)}</b>: not drawn, {escape(str(error))}.<br>"
+                    f"<code>{escape(plots.INSTALL_HINT)}</code> to draw it.</div>")
+        return _img(png, alt)
+
+
+def _name_cell(name: str, tags: str = "") -> str:
+    """A table cell naming a stage or model: a long sweep variant's name wraps before ``[`` and after
+    ``,``, and the whole name shows on hover."""
+    breakable = escape(name).replace("[", "<wbr>[").replace(",", ",<wbr>")
+    return f"<td class='name' title='{escape(name)}'><b>{breakable}</b>{tags}</td>"
 
 
 def _when(seconds: float | None) -> str:
@@ -100,7 +127,7 @@ def _pipeline_section(record: dict[str, Any]) -> str:
     rows = []
     for name, stage in record.get("stages", {}).items():
         why = stage.get("error") or "; ".join(stage.get("reasons", []))
-        rows.append(f"<tr><td><b>{escape(name)}</b></td><td>{escape(stage.get('type', ''))}</td>"
+        rows.append(f"<tr>{_name_cell(name)}<td>{escape(stage.get('type', ''))}</td>"
                     f"<td>{escape(stage.get('status', ''))}</td>"
                     "<td class='n'>"
                     f"{escape(_seconds(stage.get('seconds')) if stage.get('status') == 'ran' else '')}</td>"
@@ -148,8 +175,7 @@ def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
         latency_text = "-" if m.get("latency_ms_median") is None else (
             readable(m["latency_ms_median"]) + (f" ({readable(p90)})" if p90 is not None else ""))
         rows.append(
-            f"<tr class='{'baseline' if is_base else ''}' data-model='{escape(name)}'>"
-            f"<td><b>{escape(name)}</b>{tags}</td>"
+            f"<tr class='{'baseline' if is_base else ''}' data-model='{escape(name)}'>{_name_cell(name, tags)}"
             f"<td>{escape(str(m.get('label', m.get('kind', ''))))}</td>"
             + cell(_percent(m.get("accuracy")), "accuracy") + cell(delta_cell, extra=delta_class)
             + cell(f"{m.get('nonzero_params', 0):,} / {m.get('params', 0):,}")
@@ -162,7 +188,7 @@ def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
     return f"<div class='scroll'><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
-def _evaluation_section(evaluation: Evaluation, selected: list[str]) -> str:
+def _evaluation_section(evaluation: Evaluation, selected: list[str], slots: _PlotSlots) -> str:
     data = evaluation.data
     sub = (f"{len(evaluation.models)} models measured on {data.get('samples', '?')} {data.get('split', '')} "
            f"samples of <code>{escape(str(data.get('dataset', '?')))}</code>")
@@ -174,9 +200,10 @@ def _evaluation_section(evaluation: Evaluation, selected: list[str]) -> str:
         "(gzip) and at least as accurate. Bold: best in its column."]
     return (f"<section><h2>Models — {escape(evaluation.stage)}</h2><p class='sub'>{sub}</p>"
             + _models_table(evaluation, selected)
-            + "<div class='plots'>" + _img(plots.accuracy_vs_size(evaluation, selected), "accuracy against gzip size")
-            + _img(plots.latency(evaluation), "latency") + "</div>"
-            + "<div class='wide'>" + _img(plots.layer_sparsity(evaluation), "sparsity per layer") + "</div>"
+            + "<div class='plots'>"
+            + slots.img(plots.accuracy_vs_size, "accuracy against gzip size", evaluation, selected)
+            + slots.img(plots.latency, "latency", evaluation) + "</div>"
+            + "<div class='wide'>" + slots.img(plots.layer_sparsity, "sparsity per layer", evaluation) + "</div>"
             + "<ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul></section>")
 
 
@@ -194,8 +221,7 @@ def _selection_section(stage: str, selection: dict[str, Any], table: str | None)
         reasons = "; ".join(candidate.get("reasons") or [])
         value = candidate.get("value")
         tag = "<span class='tag sel'>selected</span>" if name in chosen else ""
-        rows.append(f"<tr><td><b>{escape(name)}</b>{tag}"
-                    "</td><td class='n'>"
+        rows.append(f"<tr>{_name_cell(name, tag)}<td class='n'>"
                     f"{escape(readable(value) if isinstance(value, (int, float)) else str(value))}</td>"
                     f"<td>{'✓ passed' if passed else '✗ ' + escape(reasons)}</td></tr>")
     body = (f"<table><thead><tr><th>candidate</th><th class='n'>{escape(str(selection.get('metric', 'value')))}</th>"
@@ -219,8 +245,10 @@ def _outputs_section(record: dict[str, Any]) -> str:
     return f"<section><h2>Outputs</h2><ul>{''.join(items)}</ul></section>" if items else ""
 
 
-def render_html(record: dict[str, Any]) -> str:
-    """The whole report page of a run record."""
+def render_html(record: dict[str, Any], *, missing_plots: list[str] | None = None) -> str:
+    """The whole report page of a run record. Without matplotlib the page is written all the same,
+    each plot replaced by a note; the names of those plots are added to ``missing_plots``."""
+    slots = _PlotSlots()
     chosen: dict[str, list[str]] = {}
     for selection in selections(record):
         evaluation = str(selection.selection.get("evaluation", ""))
@@ -228,7 +256,7 @@ def render_html(record: dict[str, Any]) -> str:
     body = [_pipeline_section(record)]
     found = evaluations(record)
     for evaluation in found:
-        body.append(_evaluation_section(evaluation, chosen.get(evaluation.stage, [])))
+        body.append(_evaluation_section(evaluation, chosen.get(evaluation.stage, []), slots))
     if not found:
         body.append("<section><h2>Models</h2><p class='sub'>No evaluate stage finished in this run; "
                     "add one (type: evaluate) to compare models.</p></section>")
@@ -238,8 +266,10 @@ def render_html(record: dict[str, Any]) -> str:
     if curves:
         body.append("<section><h2>Training</h2><p class='sub'>loss and accuracy per epoch of "
                     f"{', '.join(escape(c.stage) for c in curves)} (validation dashed)</p><div class='wide'>"
-                    + _img(plots.training(curves), "training curves") + "</div></section>")
+                    + slots.img(plots.training, "training curves", curves) + "</div></section>")
     body.append(_outputs_section(record))
+    if missing_plots is not None:
+        missing_plots.extend(slots.missing)
     title = f"{record.get('pipeline', {}).get('name', '?')} · run {record.get('id', '?')}"
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"

@@ -1,7 +1,8 @@
 """The report's plots, drawn with matplotlib (Agg, no display) and returned as PNG bytes.
 
 Each function takes an :class:`~compressflow.report.data.Evaluation` (or training curves)
-and returns PNG bytes, or None when there is nothing to draw.
+and returns PNG bytes, or None when there is nothing to draw. When there is something to draw
+but matplotlib cannot be imported, it raises :class:`PlotsUnavailable`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,21 @@ _PALETTE = ("#3b6fb6", "#e07b24", "#2e7d32", "#8e44ad", "#c0392b", "#16a085", "#
 _DPI = 110
 
 
-def _pyplot():
-    import matplotlib
+INSTALL_HINT = "pip install 'compressflow[report]'"
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+
+class PlotsUnavailable(RuntimeError):
+    """matplotlib cannot be imported, so a plot is not drawn (the message says why)."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise PlotsUnavailable(f"matplotlib cannot be imported ({error})") from error
 
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                          "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": _DPI})
