@@ -29,7 +29,7 @@ h2{font-size:17px;margin:0 0 4px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:12.5px}
 th,td{padding:6px 7px;border-bottom:1px solid #e5e9ef;text-align:left;white-space:nowrap}
-td.name b{white-space:normal}
+td.wrap b{white-space:normal}
 th{background:#f8fafc;font-weight:600;color:#475569;white-space:normal;vertical-align:bottom}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.baseline td{background:#f8fafc}
@@ -66,6 +66,9 @@ def _img(png: bytes | None, alt: str) -> str:
     return f"<img alt='{escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
 
 
+_SHORT_NAME = 24  # characters
+
+
 class _PlotSlots:
     """Draws the page's plots; a plot that matplotlib cannot draw leaves a note saying how to get it."""
 
@@ -83,10 +86,12 @@ class _PlotSlots:
 
 
 def _name_cell(name: str, tags: str = "") -> str:
-    """A table cell naming a stage or model: a long sweep variant's name wraps before ``[`` and after
-    ``,``, and the whole name shows on hover."""
+    """A table cell naming a stage or model, the whole name shown on hover: a long one (a sweep
+    variant's) may wrap before ``[`` and after ``,``; a short one stays on one line with its tags."""
+    if len(name) <= _SHORT_NAME:
+        return f"<td class='name' title='{escape(name)}'><b>{escape(name)}</b>{tags}</td>"
     breakable = escape(name).replace("[", "<wbr>[").replace(",", ",<wbr>")
-    return f"<td class='name' title='{escape(name)}'><b>{breakable}</b>{tags}</td>"
+    return f"<td class='name wrap' title='{escape(name)}'><b>{breakable}</b>{tags}</td>"
 
 
 def _when(seconds: float | None) -> str:

@@ -31,8 +31,9 @@ def test_models_table_wraps_long_variant_names_and_shows_them_whole_on_hover():
     assert set(page.models) == {"float", *VARIANTS}
     for name in VARIANTS:
         assert page.models[name][0].startswith(name), "the cell reads as the whole name"
-    titles = re.findall(r"<td class='name' title='([^']*)'>", html)
+    titles = re.findall(r"<td class='name wrap' title='([^']*)'>", html)
     assert all(titles.count(name) == 2 for name in VARIANTS), "in the stage table and the models table"
     cell = "<b>quantized<wbr>[final_sparsity=0.8,<wbr>method=int8]</b>"
     assert html.count(cell) == 2, "breaks before [ and after , only"
-    assert "td.name b{white-space:normal}" in html, "names may wrap (the other cells stay on one line)"
+    assert "td.wrap b{white-space:normal}" in html, "long names may wrap (the other cells stay on one line)"
+    assert "<td class='name' title='float'><b>float</b><span class='tag'>baseline</span>" in html
