@@ -189,6 +189,7 @@ class PythonDataset(_Preprocessing):
     """Arrays `(x, y)` returned by a `module:function` of yours."""
 
     type: Literal["python"] = "python"
+    module_fields: ClassVar[dict[str, str]] = {"function": "dataset function"}
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`module:function`.")
     args: dict[str, Any] = Field(default_factory=dict)
 

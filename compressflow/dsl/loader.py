@@ -11,7 +11,8 @@ Steps, each adding to one list of problems so that all are reported at once:
 6. validate with the pydantic model (:mod:`~compressflow.dsl.validate`),
 7. check references and cycles (:mod:`~compressflow.dsl.references`) and what stages
    require of each other (:mod:`~compressflow.dsl.cross_checks`),
-8. check what stages would reach outside the pipeline (:mod:`~compressflow.dsl.external`).
+8. check what stages would reach outside the pipeline: paths leaving its folder, files
+   and modules that are not there (:mod:`~compressflow.dsl.external`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem
 from compressflow.gc_pause import cyclic_gc_paused
-from compressflow.dsl.external import check_external
+from compressflow.dsl.external import check_external, valid_entries
 from compressflow.dsl.interpolate import interpolate
 from compressflow.dsl.cross_checks import cross_check
 from compressflow.dsl.located import LocatedDict, from_plain, locate_path
@@ -80,8 +81,8 @@ def _load(source: Any, overrides: Any, params_files: Any, allow_outside_paths: b
     graph = check_references(document, classes, problems)
     if not problems and validated is not None:
         cross_check(document, dict(validated.stages), problems)
-    if not problems and validated is not None:
-        problems.extend(check_external(validated.stages, validated.datasets, document, root, allow_outside_paths))
+    # NOTE: also beside other problems, so that a missing file is not found only once they are fixed
+    problems.extend(check_external(*valid_entries(document, validated), document, root, allow_outside_paths))
     if problems or validated is None:
         raise PipelineError(problems.report(document.location.file, lambda at: _note(document, at)))
     return Pipeline(

@@ -185,7 +185,11 @@ class Stage(_TypeNamed):
     # Outputs of this stage that are written again on every run, cached or not (export).
     always_publish: ClassVar[bool] = False
     # Fields holding a path the stage reads, with what it is (for messages); see ``check``.
+    # The loader also refuses such a path when nothing is there.
     path_fields: ClassVar[dict[str, str]] = {}
+    # Fields holding a ``module:function`` the stage imports, with what it is; the loader refuses
+    # one whose module cannot be found (it is looked up without being imported).
+    module_fields: ClassVar[dict[str, str]] = {}
     # Paths to nested lists of stage names that are not dependencies (renamed with the stages
     # when a recipe is namespaced), e.g. ``("require", "models")`` of evaluate.
     stage_name_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()
@@ -286,6 +290,7 @@ class Dataset(_TypeNamed):
                                        description="Share of the samples held out for validation.")
 
     path_fields: ClassVar[dict[str, str]] = {}
+    module_fields: ClassVar[dict[str, str]] = {}
 
     def fingerprint(self, env: "Environment") -> dict[str, Any]:
         """Identity of the data (file hashes, package versions); cheap and TensorFlow-free."""

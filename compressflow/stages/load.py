@@ -29,6 +29,7 @@ args: {input_shape: [8, 8, 1], classes: 10}
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
     code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + ("compressflow.models", "compressflow.models.builders")
     path_fields: ClassVar[dict[str, str]] = {"path": "model path", "weights": "weights file"}
+    module_fields: ClassVar[dict[str, str]] = {"builder": "builder"}
 
     type: Literal["load"] = "load"
     path: str | None = Field(None, description="Model file or SavedModel directory, relative to the pipeline file.",
@@ -77,7 +78,8 @@ args: {input_shape: [8, 8, 1], classes: 10}
         """Paths inside the pipeline's folder; no Lambda layer in the model file unless ``trust``.
 
         Only what needs no TensorFlow is checked here (a Lambda layer's bytecode is visible in
-        the stored config); custom classes, and missing or corrupt files, are reported by ``run``.
+        the stored config); custom classes and corrupt files are reported by ``run``. The loader
+        refuses a missing file or builder module itself (see ``path_fields``, ``module_fields``).
         """
         problems = super().check(env)
         if self.path and not self.trust and not problems:

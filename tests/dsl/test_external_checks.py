@@ -8,6 +8,7 @@ training). No TensorFlow here: the model files are written by hand.
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -106,9 +107,131 @@ def test_lambda_model_file_is_refused_naming_layer_and_opt_in(tmp_path: Path, su
     assert load_pipeline(trusted).stages["a"].trust
 
 
-def test_missing_or_corrupt_model_files_are_left_to_the_run(tmp_path: Path):
+def test_corrupt_model_files_are_left_to_the_run(tmp_path: Path):
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "bad.keras").write_bytes(b"PK\x03\x04 truncated")
-    path = pipeline_in(folder, "  a: {type: load, path: missing.keras}\n  b: {type: load, path: bad.keras}\n")
-    assert set(load_pipeline(path).stages) == {"a", "b"}
+    path = pipeline_in(folder, "  b: {type: load, path: bad.keras}\n")
+    assert set(load_pipeline(path).stages) == {"b"}
+
+
+def test_missing_model_file_is_refused_with_the_path_looked_for_and_a_close_name(tmp_path: Path):
+    folder = tmp_path / "p"
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "model.keras").write_bytes(b"PK")
+    path = pipeline_in(folder, "  a: {type: load, path: models/model.kears}\n")
+    (problem,) = problems(path)
+    assert problem.path == ("stages", "a", "path")
+    assert (problem.location.line, problem.location.column) == (6, 25)
+    assert str(folder.resolve() / "models" / "model.kears") in problem.message
+    assert problem.hint == "did you mean 'models/model.keras'?"
+
+
+def test_a_misspelt_folder_is_corrected_too(tmp_path: Path):
+    folder = tmp_path / "p"
+    (folder / "models").mkdir(parents=True)
+    (folder / "models" / "model.keras").write_bytes(b"PK")
+    (problem,) = problems(pipeline_in(folder, "  a: {type: load, path: modls/model.keras}\n"))
+    assert problem.hint == "did you mean 'models/model.keras'?"
+    (problem,) = problems(pipeline_in(folder, "  a: {type: load, path: weights/model.keras}\n"))
+    assert problem.hint == f"there is no folder {folder.resolve() / 'weights'}"
+
+
+def test_without_a_close_name_the_folder_contents_are_listed(tmp_path: Path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "resnet.h5").write_bytes(b"x")
+    (problem,) = problems(pipeline_in(folder, "  a: {type: load, path: mobilenet.keras}\n"))
+    assert problem.hint == f"{folder.resolve()} holds: p.yaml, resnet.h5"
+
+
+def test_an_allowed_absolute_path_is_suggested_absolute(tmp_path: Path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "digits.npz").write_bytes(b"x")
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "p.yaml").write_text("version: 1\nname: t\ndatasets:\n"
+                                   f"  d: {{type: npz, path: {tmp_path}/shared/digit.npz}}\nstages:\n" + BASE)
+    (problem,) = problems(folder / "p.yaml", allow_outside_paths=True)
+    assert problem.path == ("datasets", "d", "path")
+    assert problem.hint == f"did you mean '{tmp_path.resolve()}/shared/digits.npz'?"
+
+
+@pytest.mark.parametrize("entry, field", [
+    ("datasets:\n  d: {type: tfds, name: mnist, data_dir: tensorflow_datasets}\n", ("datasets", "d", "data_dir")),
+    ("stages:\n  a: {type: load, application: MobileNetV2, weights: mobilenet.h5}\n", ("stages", "a", "weights")),
+])
+def test_every_path_field_must_lead_somewhere(tmp_path: Path, entry: str, field: tuple):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    path = folder / "p.yaml"
+    path.write_text("version: 1\nname: t\n" + entry + ("stages:\n" + BASE if "stages" not in entry else ""))
+    (problem,) = problems(path)
+    assert problem.path == field and "does not exist" in problem.message
+
+
+def test_sweep_variants_of_one_missing_file_are_reported_once(tmp_path: Path):
+    path = pipeline_in(tmp_path / "p", "  a: {type: load, path: gone.keras, matrix: {trust: [true, false]}}\n")
+    (problem,) = problems(path)
+    assert problem.location.line == 6 and "gone.keras" in problem.message
+
+
+def test_missing_files_are_reported_beside_other_mistakes(tmp_path: Path):
+    path = pipeline_in(tmp_path / "p", "  a: {type: load, path: gone.keras}\n"
+                                       "  b: {type: load, builder: 'm:f', tru: 1}\n")
+    found = problems(path)
+    assert [p.path for p in found] == [("stages", "a", "path"), ("stages", "b", "tru")]
+
+
+def test_builder_module_beside_the_pipeline_is_found_without_importing_it(tmp_path: Path):
+    folder = tmp_path / "p"
+    (folder / "beside_pkg").mkdir(parents=True)
+    (folder / "beside_nets.py").write_text("def build():\n    raise RuntimeError('never called')\n")
+    (folder / "beside_pkg" / "__init__.py").write_text("raise RuntimeError('never imported')\n")
+    (folder / "beside_pkg" / "nets.py").write_text("def build():\n    return None\n")
+    path = pipeline_in(folder, "  a: {type: load, builder: 'beside_nets:build'}\n"
+                               "  b: {type: load, builder: 'beside_pkg.nets:build'}\n"
+                               "  c: {type: load, builder: 'beside_pkg.nest:build'}\n"
+                               "  d: {type: load, builder: 'beside_netz:build'}\n")
+    package, top = problems(path)
+    assert package.path == ("stages", "c", "builder")
+    assert "package 'beside_pkg' has no module 'nest'" in package.message
+    assert package.hint == "did you mean 'beside_pkg.nets:build'?"
+    assert top.path == ("stages", "d", "builder") and str(folder.resolve()) in top.message
+    assert top.hint == "did you mean 'beside_nets:build'?"
+    assert "beside_nets" not in sys.modules and "beside_pkg" not in sys.modules
+
+
+def test_missing_builder_module_or_function_gets_a_close_name(tmp_path: Path):
+    path = pipeline_in(tmp_path / "p", "  a: {type: load, builder: 'compressflow.modls:small_cnn'}\n"
+                                       "  b: {type: load, builder: 'compressflow.models:small_cnnn'}\n")
+    module, function = problems(path)
+    assert "no module 'compressflow.modls'" in module.message
+    assert module.hint == "did you mean 'compressflow.models:small_cnn'?"
+    assert "defines no 'small_cnnn'" in function.message and function.hint == "did you mean 'small_cnn'?"
+
+
+def test_python_dataset_function_module_is_checked(tmp_path: Path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    path = folder / "p.yaml"
+    path.write_text("version: 1\nname: t\ndatasets:\n  mine: {type: python, function: 'no_such_arrays_qq:load'}\n"
+                    "stages:\n" + BASE)
+    (problem,) = problems(path)
+    assert problem.path == ("datasets", "mine", "function")
+    assert (problem.location.line, problem.location.column) == (4, 34)
+    assert "no module 'no_such_arrays_qq'" in problem.message and str(folder.resolve()) in problem.message
+
+
+def test_modules_that_bind_names_dynamically_or_do_not_parse(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "star_nets.py").write_text("from os.path import *\n")
+    (folder / "lazy_nets.py").write_text("def __getattr__(name):\n    return print\n")
+    (folder / "broken_nets.py").write_text("def build(:\n")
+    monkeypatch.syspath_prepend(str(folder))
+    path = pipeline_in(folder, "  a: {type: load, builder: 'star_nets:build'}\n"
+                               "  b: {type: load, builder: 'lazy_nets:build'}\n"
+                               "  c: {type: load, builder: 'broken_nets:build'}\n")
+    (problem,) = problems(path)
+    assert problem.path == ("stages", "c", "builder") and "does not parse" in problem.message

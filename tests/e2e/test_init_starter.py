@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -54,9 +55,12 @@ def test_init_for_a_model_file_loads_it_and_picks_data_that_fits(tmp_path, shape
     assert data["stages"]["release"]["to"] == "out/my-net-int8.tflite"
     assert f"input {tuple(shape)}, 10 outputs" in text
     validate = cli("validate", "compress.yaml", cwd=tmp_path)
-    assert validate.code == 0, validate.text
     if dataset == "npz":
         assert "28x28x1" in text and "data.npz" in result.out
+        assert validate.code == 2 and f"nothing at {tmp_path.resolve() / 'data.npz'}" in validate.err, validate.text
+        np.savez(tmp_path / "data.npz", x=np.zeros((4, 28, 28, 1), "float32"), y=np.arange(4))
+        validate = cli("validate", "compress.yaml", cwd=tmp_path)
+    assert validate.code == 0, validate.text
 
 
 def test_init_with_a_missing_model_file_is_a_usage_error(tmp_path):
