@@ -26,6 +26,12 @@ SCHEMA_FILE = ".compressflow/pipeline.schema.json"
 #: The dataset a starter for a model of unknown input reads: the user provides the file afterwards.
 DATA_FILE = "data.npz"
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_TFLITE_MAGIC = b"TFL3"  # at offset 4 of a .tflite flatbuffer
+MODEL_FORMATS = ("a .keras file is a zip archive holding config.json, an .h5 file starts with the HDF5 "
+                 "signature, a SavedModel is a folder holding saved_model.pb")
+
 
 @dataclass
 class ModelFacts:
@@ -34,6 +40,43 @@ class ModelFacts:
     input_shape: tuple[int | None, ...] | None = None
     classes: int | None = None
     activation: str | None = None
+
+
+def model_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a model file the load stage can read (.keras, .h5, SavedModel), or None.
+
+    Only the file's first bytes (and a .keras archive's member names) are read: no TensorFlow.
+    """
+    if path.is_dir():
+        return None if (path / "saved_model.pb").is_file() else "it is a folder without saved_model.pb"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+    if head == _HDF5_MAGIC:
+        return None
+    if head.startswith(_ZIP_MAGIC):
+        return _keras_archive_problem(path)
+    if head[4:8] == _TFLITE_MAGIC:
+        return "it is a TFLite model; start from the Keras model it was converted from"
+    if not head:
+        return "it is empty"
+    return "it is neither a zip archive nor an HDF5 file"
+
+
+def _keras_archive_problem(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"it is not a readable zip archive ({exc})"
+    if "config.json" not in names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return f"it is a zip archive without config.json (it holds {shown or 'nothing'})"
+    if path.suffix != ".keras":
+        return f"it is a .keras archive named {path.suffix or 'without a suffix'}; Keras loads one only as .keras"
+    return None
 
 
 def inspect_model_file(path: Path) -> ModelFacts:
@@ -232,8 +275,7 @@ def write_starter(args) -> int:
     outside = False
     if args.model:
         model = Path(args.model)
-        if not model.exists():
-            raise UsageError(f"model file {args.model!r} does not exist")
+        _check_model_argument(args.model, model)
         relative = os.path.relpath(model.resolve(), folder)
         outside = relative.startswith("..")
         text = model_pipeline(name, Path(relative).as_posix(), inspect_model_file(model), SCHEMA_FILE)
@@ -253,6 +295,19 @@ def write_starter(args) -> int:
     else:
         print(f"next: compressflow run {output}")
     return EXIT_OK
+
+
+def _check_model_argument(given: str, model: Path) -> None:
+    """Refuse ``--model`` when it names nothing, or something that is not a Keras model."""
+    from compressflow.dsl.file_checks import missing_path
+
+    missing = missing_path(given, model.resolve(), Path.cwd(), "model file")
+    if missing:
+        message, hint = missing
+        raise UsageError(message + (f"; {hint}" if hint else ""))
+    problem = model_file_problem(model)
+    if problem:
+        raise UsageError(f"{given} is not a Keras model file: {problem} ({MODEL_FORMATS})")
 
 
 def _validate_starter(output: Path, outside: bool) -> None:

@@ -67,3 +67,47 @@ def test_init_with_a_missing_model_file_is_a_usage_error(tmp_path):
     result = cli("init", "--model", "nope.keras", cwd=tmp_path)
     assert result.code == 2 and "does not exist" in result.err
     assert not (tmp_path / "pipeline.yaml").exists()
+    _keras_file(tmp_path / "models" / "net.keras", [8, 8, 1], 10)
+    result = cli("init", "--model", "models/net.kears", cwd=tmp_path)
+    assert result.code == 2 and str(tmp_path.resolve() / "models" / "net.kears") in result.err
+    assert "did you mean 'models/net.keras'?" in result.err
+
+
+def _zip(path: Path, members: dict[str, str]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+
+
+NOT_MODELS = {
+    # name: (how to make it, what the message says about it)
+    "notamodel.keras": (lambda p: p.write_text("just some text\n"), "neither a zip archive nor an HDF5 file"),
+    "empty.h5": (lambda p: p.write_bytes(b""), "it is empty"),
+    "text.h5": (lambda p: p.write_text("HDF? no\n"), "neither a zip archive nor an HDF5 file"),
+    "archive.keras": (lambda p: _zip(p, {"weights.bin": "x"}), "zip archive without config.json"),
+    "broken.keras": (lambda p: p.write_bytes(b"PK\x03\x04 and then nothing"), "not a readable zip archive"),
+    "model.zip": (lambda p: _zip(p, {"config.json": "{}"}), "Keras loads one only as .keras"),
+    "model.tflite": (lambda p: p.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(24)), "it is a TFLite model"),
+    "saved": (lambda p: (p.mkdir(), (p / "variables").mkdir()), "folder without saved_model.pb"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_MODELS))
+def test_init_refuses_a_file_that_is_not_a_model(tmp_path, name):
+    make, reason = NOT_MODELS[name]
+    make(tmp_path / name)
+    result = cli("init", "--model", name, cwd=tmp_path)
+    assert result.code == 2, result.text
+    assert f"error: {name} is not a Keras model file: " in result.err and reason in result.err, result.err
+    assert "Traceback" not in result.text
+    assert not (tmp_path / "pipeline.yaml").exists() and not (tmp_path / ".compressflow").exists()
+
+
+def test_init_takes_an_h5_file_and_a_saved_model_folder_by_their_bytes(tmp_path):
+    (tmp_path / "net.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(504))
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "saved_model.pb").write_bytes(b"")
+    for given, output in (("net.h5", "from-h5.yaml"), ("exported", "from-saved-model.yaml")):
+        result = cli("init", "--model", given, "-o", output, cwd=tmp_path)
+        assert result.code == 0, result.text
+        assert yaml.safe_load((tmp_path / output).read_text())["stages"]["base"]["path"] == given
