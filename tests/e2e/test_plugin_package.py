@@ -64,7 +64,7 @@ def test_stages_lists_and_describes_the_plugin_stage(venv):
     assert "toy_number" not in listed.stdout
     described = run(venv, "stages", "file_stats")
     assert "compressflow_plugin_example.file_stats:FileStats" in described.stdout
-    assert "histogram_bins: int = 16" in described.stdout
+    assert "histogram_bins: integer (1 <= x <= 256) = 16" in described.stdout
 
 
 def test_schema_includes_the_plugin_stage(venv):
@@ -81,7 +81,7 @@ def test_docs_generation_includes_plugins_on_request(venv):
     assert "file_stats" not in plain
     with_plugins = subprocess.run(command + ["--plugins"], env=env, capture_output=True, text=True, check=True).stdout
     assert "### `file_stats`\n\n*From the plugin `compressflow_plugin_example`.*" in with_plugins
-    assert "| `histogram_bins` | `int` | `16` |" in with_plugins
+    assert "| `histogram_bins` | integer (1 <= x <= 256) | `16` |" in with_plugins
 
 
 PIPELINE = """
