@@ -152,6 +152,7 @@ def _prepare(pipeline, cache_dir, selection, reporter, allow_outside_paths: bool
     from compressflow.tracking import check_tensorboard
 
     cache = open_cache(pipeline, cache_dir, log=reporter.message)
+    verify = verify or cache.verify_reads  # NOTE: a cache others write to (a URL) is rehashed by default
     the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths, verify=verify)
     check_tensorboard(the_plan)
     cache.clean_stale_tmp()

@@ -9,8 +9,11 @@ Layout under the cache root::
 
 Guarantees: an entry appears under its final name complete and flushed, or not at all
 (it is written beside its final place, its manifest is written last, and the directory is
-renamed into place). A reader checks an entry against its manifest; a damaged entry is
-reported, removed and treated as a miss, never trusted. Typical use by the executor::
+renamed into place). A reader checks an entry against its manifest, and the paths its
+``artifact.json`` names against the entry's own files; a damaged entry is reported, removed
+and treated as a miss, never trusted. Nothing follows a symbolic link out of the cache: a link
+where one of the cache's folders belongs is reported and removed (the link, never what it
+points to). Typical use by the executor::
 
     with cache.lock(key, stage=name):
         entry = cache.lookup(key, stage=name)
@@ -38,6 +41,7 @@ from compressflow.executor.cache_manifest import (
 from compressflow.executor.cache_names import (
     check_key, doomed_entry_name, host_tag, is_key, short_key, temp_entry_name, temp_owner)
 from compressflow.executor.cache_refs import RefStore
+from compressflow.executor.entry_paths import ARTIFACT_NAME, named_path_problems
 from compressflow.executor.locks import KeyLock, process_is_alive
 
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
@@ -104,8 +108,12 @@ Status = Literal["hit", "miss", "damaged"]
 class Cache:
     """A content-addressed store of stage outputs under ``root`` (created on demand).
 
-    ``log`` receives the messages users should see: damaged entries, lock takeovers.
+    ``log`` receives the messages users should see: damaged entries, lock takeovers, links
+    removed.
     """
+
+    # Whether runs rehash every entry they read by default (`run --verify`): caches others write to do.
+    verify_reads = False
 
     def __init__(self, root: Path | str, *, log: Callable[[str], None] | None = None):
         self.root = Path(root)
@@ -115,6 +123,50 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
+
+    # ------------------------------------------------------------------------------ links
+
+    def _link_above(self, path: Path) -> Path | None:
+        """The first symbolic link among the folders between the root and ``path`` (the root may be one)."""
+        current = self.root
+        for part in path.relative_to(self.root).parts[:-1]:
+            current = current / part
+            if self._fs.is_link(current):
+                return current
+            if not self._fs.exists(current):
+                return None
+        return None
+
+    def _fix_links_above(self, path: Path, *, outcome: str) -> None:
+        """Report and remove each link between the root and ``path`` (the link only, never its target)."""
+        while (link := self._link_above(path)) is not None:
+            self._report_link(link, outcome)
+            self._unlink(link)
+
+    def _report_link(self, link: Path, outcome: str) -> None:
+        self._log(f"the cache folder {self._shown(link)} is a symbolic link (to {_link_target(link)}); the "
+                  f"cache never follows links out of its folder: {outcome} (what it points to is left alone)")
+
+    def _unlink(self, link: Path) -> None:
+        try:
+            if self._fs.is_link(link):
+                os.unlink(link)  # NOTE: unlink never removes a directory, so a racing mkdir is safe
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+
+    def _shown(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def _foreign_links(self) -> list[Path]:
+        """Links where the cache's own folders and files belong: its top folders and what they hold."""
+        tops = [self._entries_root, self.root / "locks", self.root / "refs"]
+        found = [top for top in tops if self._fs.is_link(top)]
+        for top in tops:
+            if self._fs.is_dir(top):
+                found += [top / name for name in self._fs.list_names(top) if self._fs.is_link(top / name)]
+        return found
 
     @property
     def _entries_root(self) -> Path:
@@ -128,8 +180,13 @@ class Cache:
         return self._entries_root / key[:2] / key
 
     def status(self, key: str) -> Status:
-        """``hit``, ``miss`` or ``damaged``, without hashing and without changing anything."""
+        """``hit``, ``miss`` or ``damaged``, without hashing and without changing any entry.
+
+        A symbolic link on the way to the entry (``entries``, its shard) makes it ``damaged``.
+        """
         path = self.entry_dir(key)
+        if self._link_above(path) is not None:
+            return "damaged"
         if not self._fs.exists(path):
             return "miss"
         if check_entry(self._fs, path, key, verify=False).ok:
@@ -145,6 +202,7 @@ class Cache:
         under :meth:`lock` when acting on the answer.
         """
         path = self.entry_dir(key)
+        self._fix_links_above(path, outcome="removing the link and recomputing what it held")
         if not self._fs.exists(path):
             return None
         check = check_entry(self._fs, path, key, verify=verify)
@@ -157,6 +215,7 @@ class Cache:
     def read_entry(self, key: str) -> CacheEntry:
         """The entry of ``key`` (structure checked, no hashing); CacheError if absent or damaged."""
         path = self.entry_dir(key)
+        self._fix_links_above(path, outcome="removing the link")
         if not self._fs.exists(path):
             raise CacheError(f"no cache entry for key {short_key(key)} under {self.root}")
         check = check_entry(self._fs, path, key, verify=False)
@@ -183,6 +242,7 @@ class Cache:
 
     def _key_lock(self, key: str, stage: str) -> KeyLock:
         check_key(key)
+        self._fix_links_above(self.root / "locks" / f"{key}.lock", outcome="removing the link")
         return KeyLock(self.root / "locks" / f"{key}.lock", stage=stage,
                        subject=f"stage '{stage}' (key {short_key(key)})", log=self._log)
 
@@ -200,11 +260,12 @@ class Cache:
         the storage (disk full, permission denied, read-only file system) becomes a
         :class:`~compressflow.errors.CacheError` and leaves other entries untouched.
         """
-        final = self.entry_dir(key)
+        check_key(key)
         try:
             key_doc_bytes = encode_json(key_doc)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"the key document of stage '{stage}' is not plain JSON: {exc}") from exc
+        final = self.entry_dir(key)
         temp = self._make_temp_dir(key)
         committing = False
         try:
@@ -222,6 +283,7 @@ class Cache:
 
     def _make_temp_dir(self, key: str) -> Path:
         temp = self.entry_dir(key).parent / temp_entry_name(key)
+        self._fix_links_above(temp, outcome="removing the link and writing the entry inside the cache")
         try:
             self._fs.make_dirs(temp.parent)
             self._clean_stale_temps(only_key=key)  # what a killed earlier attempt left behind
@@ -241,6 +303,11 @@ class Cache:
         if scan.others:
             raise CacheError(f"stage '{stage}' left a symlink or special file in its output "
                              f"({scan.others[0]}); the cache stores regular files and directories only")
+        if ARTIFACT_NAME in scan.files:
+            named = named_path_problems(self._fs.read_bytes(temp / ARTIFACT_NAME),
+                                        {"files": scan.files, "dirs": scan.dirs})
+            if named:
+                raise CacheError(f"stage '{stage}' declared an output the cache cannot hold: {named[0]}")
         digests = {}
         for relative in sorted(scan.files):
             self._fs.make_read_only(temp / relative)
@@ -317,8 +384,20 @@ class Cache:
         return infos
 
     def verify_all(self, remove: bool = False) -> list[EntryProblem]:
-        """Re-hash every entry; return what is wrong. With ``remove``, remove the damaged ones."""
+        """Re-hash every entry; return what is wrong. With ``remove``, remove the damaged ones.
+
+        A symbolic link where one of the cache's folders belongs is a problem too (its ``key`` is
+        the link's path in the cache, e.g. ``entries/ab``); nothing behind it is read, and
+        ``remove`` removes the link only.
+        """
         problems = []
+        for link in self._foreign_links():
+            problems.append(EntryProblem(key=self._shown(link), stage=UNKNOWN_STAGE,
+                                         message=f"a symbolic link (to {_link_target(link)}) where the cache's "
+                                                 "own folder or file belongs; the cache never follows it"))
+            if remove:
+                self._report_link(link, "removing the link")
+                self._unlink(link)
         for key, path, misplaced in self._entry_dirs():
             check = self._check_stored(key, path, misplaced, verify=True)
             if check.ok or not self._fs.exists(path):
@@ -329,13 +408,17 @@ class Cache:
         return problems
 
     def gc(self, keep: Iterable[str]) -> tuple[int, int]:
-        """Remove every entry whose key is not in ``keep``, and stale temporary directories.
+        """Remove every entry whose key is not in ``keep``, stale temporary directories, and links
+        where the cache's folders belong (the links only, reported).
 
         Entries whose lock another process holds are left alone. Returns (entries removed,
         bytes freed, temporary directories included).
         """
         keep = set(keep)
         removed = freed = 0
+        for link in self._foreign_links():
+            self._report_link(link, "removing the link")
+            self._unlink(link)
         for key, path, misplaced in self._entry_dirs():
             if key in keep and not misplaced:
                 continue
@@ -362,10 +445,12 @@ class Cache:
         if only_key is not None:
             parents = [self.entry_dir(only_key).parent]
         else:
-            parents = [self._entries_root / shard for shard in self._fs.list_names(self._entries_root)]
-            parents += [self.root / "refs" / scope for scope in self._fs.list_names(self.root / "refs")]
+            parents = [self._entries_root / shard for shard in self._real_names(self._entries_root)]
+            parents += [self.root / "refs" / scope for scope in self._real_names(self.root / "refs")]
         count = freed = 0
         for parent in parents:
+            if self._fs.is_link(parent) or self._link_above(parent / "-") is not None:
+                continue  # NOTE: never clean up behind a link: what is there is not the cache's
             for name in self._fs.list_names(parent):
                 owner = temp_owner(name)
                 if owner is None or (only_key is not None and only_key not in name):
@@ -381,9 +466,15 @@ class Cache:
                 freed += size
         return count, freed
 
+    def _real_names(self, folder: Path) -> list[str]:
+        """Names in ``folder`` that are not symbolic links; none if ``folder`` is one."""
+        if self._fs.is_link(folder):
+            return []
+        return [name for name in self._fs.list_names(folder) if not self._fs.is_link(folder / name)]
+
     def _entry_dirs(self) -> Iterator[tuple[str, Path, bool]]:
-        """(key, path, stored under the wrong shard) for every entry-like directory."""
-        for shard in self._fs.list_names(self._entries_root):
+        """(key, path, stored under the wrong shard) for every entry-like directory (links not followed)."""
+        for shard in self._real_names(self._entries_root):
             if len(shard) != 2 or not set(shard) <= _HEX:
                 continue
             for name in self._fs.list_names(self._entries_root / shard):
@@ -407,6 +498,8 @@ class Cache:
 
     def _remove_entry(self, path: Path, key: str) -> int:
         """Remove an entry; return the bytes freed. Readers never see it half-removed."""
+        if self._link_above(path) is not None:
+            return 0  # NOTE: behind a link is not the cache's; the link is removed instead
         doomed = path.parent / doomed_entry_name(key)
         try:
             self._fs.rename_dir(path, doomed)
@@ -421,12 +514,15 @@ class Cache:
     def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any]) -> None:
         """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``."""
         try:
+            self._fix_links_above(self._refs.path_for(scope, stage), outcome="removing the link")
             self._refs.set(scope, stage, key, key_doc)
         except OSError as exc:
             raise self._write_error(exc) from exc
 
     def get_ref(self, scope: str, stage: str) -> dict[str, Any] | None:
         """The record set by :meth:`set_ref` (``key``, ``key_doc``, ``updated``...), or None."""
+        if self._link_above(self._refs.path_for(scope, stage)) is not None:
+            return None  # never read through a link; set_ref removes it
         return self._refs.get(scope, stage)
 
 
@@ -434,6 +530,13 @@ def _entry_from(key: str, path: Path, check: EntryCheck) -> CacheEntry:
     manifest = check.manifest
     return CacheEntry(key=key, path=path, stage=manifest["stage"], manifest=manifest,
                       key_doc=check.key_doc, created=float(manifest["created"]))
+
+
+def _link_target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "?"
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -4,6 +4,9 @@
 :class:`LocalFS`. A remote backend (fsspec, S3) would provide the same small set of
 operations with its own meaning of "atomic": there, publishing an entry is uploading its
 files and then its manifest, and ``rename_dir`` becomes a conditional put of the manifest.
+
+Nothing here follows a symbolic link: trees are scanned without following links, files are
+opened with ``O_NOFOLLOW``, and removing a link removes the link only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from compressflow.executor.cache_names import temp_file_name
 
 _CHUNK = 1 << 20
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,13 @@ class LocalFS:
     def exists(self, path: Path) -> bool:
         return os.path.lexists(path)
 
+    def is_link(self, path: Path) -> bool:
+        return os.path.islink(path)
+
     def read_bytes(self, path: Path) -> bytes:
-        return path.read_bytes()
+        """The bytes of the regular file ``path``; a symlink there raises OSError (ELOOP)."""
+        with open(os.open(path, _READ_FLAGS), "rb") as handle:
+            return handle.read()
 
     def write_new_file(self, path: Path, data: bytes) -> None:
         """Create ``path`` (it must not exist) holding ``data``; not flushed."""
@@ -114,7 +123,7 @@ class LocalFS:
         """sha256 and size of ``path``; with ``sync``, also flush it to disk."""
         digest = hashlib.sha256()
         size = 0
-        with open(path, "rb") as handle:
+        with open(os.open(path, _READ_FLAGS), "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)

@@ -8,7 +8,8 @@ from) and ``manifest.json``, written last::
      "dirs": ["saved_model", "saved_model/assets"]}
 
 Paths are relative POSIX paths. The manifest lists every file but itself and every
-directory, so a missing, extra, truncated or altered file is detected.
+directory, so a missing, extra, truncated or altered file is detected. The paths an entry's
+``artifact.json`` names must be among them (see :mod:`~compressflow.executor.entry_paths`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from compressflow.executor.cache_fs import FileDigest, LocalFS, TreeScan
 from compressflow.executor.cache_names import KEY_PATTERN, short_key
+from compressflow.executor.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -179,9 +181,19 @@ def check_entry(fs: LocalFS, path: Path, key: str, *, verify: bool) -> EntryChec
     check.problems = structure_problems(check.manifest, check.scan)
     if not check.problems and verify:
         check.problems = checksum_problems(fs, path, check.manifest)
+    if not check.problems and artifact_bytes_listed(check.manifest):
+        check.problems = _artifact_problems(fs, path, check.manifest)
     if not check.problems:
         check.key_doc = _read_key_doc(fs, path, check)
     return check
+
+
+def _artifact_problems(fs: LocalFS, path: Path, manifest: dict[str, Any]) -> list[str]:
+    try:
+        data = fs.read_bytes(path / ARTIFACT_NAME)
+    except OSError as exc:
+        return [f"file {ARTIFACT_NAME} cannot be read ({exc.strerror or exc})"]
+    return named_path_problems(data, manifest)
 
 
 def _read_key_doc(fs: LocalFS, path: Path, check: EntryCheck) -> dict[str, Any] | None:

@@ -22,6 +22,25 @@ from typing import Callable
 from compressflow.errors import CacheError
 
 _RECORD_LIMIT = 4096
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def open_lock_file(path: Path, log: Callable[[str], None]) -> int:
+    """Open (creating) the lock file ``path``, never through a symlink at its place.
+
+    A symlink where a lock file belongs would make locking write and truncate whatever it
+    points to; it is removed (the link only) and reported, and a regular file made there.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return os.open(path, _OPEN_FLAGS, 0o666)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP or not os.path.islink(path):
+            raise
+        log(f"removing the symbolic link {path} (to {os.readlink(path)}) where a lock file belongs; "
+            "the cache never follows links (what it points to is left alone)")
+        path.unlink(missing_ok=True)
+    return os.open(path, _OPEN_FLAGS, 0o666)
 
 
 @dataclass(frozen=True)
@@ -159,15 +178,14 @@ class KeyLock:
 
     def _open(self) -> int:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            return open_lock_file(self.path, self._log)
         except OSError as exc:
             reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
             raise CacheError(f"cannot lock {self.subject} at {self.path}: {reason}") from exc
 
     def _is_current_file(self, fd: int) -> bool:
         try:
-            at_path = os.stat(self.path)
+            at_path = os.lstat(self.path)
         except FileNotFoundError:
             return False
         held = os.fstat(fd)

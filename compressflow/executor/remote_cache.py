@@ -20,8 +20,12 @@ Reading checks the manifest and lists the upload: every file present with its si
 Files are downloaded into a local read-through copy, a plain local
 :class:`~compressflow.executor.cache.Cache` at ``$COMPRESSFLOW_LOCAL_CACHE/<hash of URL>``
 (default ``~/.cache/compressflow/remote/<hash of URL>``), and hashed on the way: an entry is
-consumed only after every sha256 matched. A damaged entry is reported, removed and recomputed.
+consumed only after every sha256 matched, and after the paths its ``artifact.json`` names were
+found among its own files. A damaged entry is reported, removed and recomputed.
 Stages get local paths; each entry is downloaded once per machine.
+
+Others write to a shared cache, so runs rehash every entry they read by default
+(:attr:`RemoteCache.verify_reads`, what ``run --verify`` asks of a local cache).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from compressflow.executor.cache_manifest import (
     KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, structure_problems)
 from compressflow.executor.cache_names import check_key, is_key, short_key
 from compressflow.executor.cache_refs import RefStore
+from compressflow.executor.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
 from compressflow.executor.remote_locks import LeaseLock
 from compressflow.executor.remote_store import ObjectStore, Tagged, open_store
 
@@ -116,6 +121,9 @@ class RemoteCache:
     ``entry_dir`` and ``CacheEntry.path`` are paths in the local copy; :meth:`entry_dir`
     downloads a committed entry that is not there yet. ``root`` is the URL.
     """
+
+    # NOTE: a shared cache is written by others: runs rehash what they read unless told otherwise.
+    verify_reads = True
 
     def __init__(self, url: str, *, log: Callable[[str], None] | None = None, local_dir: Path | None = None,
                  storage_options: dict[str, Any] | None = None):
@@ -302,6 +310,10 @@ class RemoteCache:
                 digest = self.store.download(f"{upload_rel}/{relative}", target)
                 if digest.sha256 != record["sha256"] or digest.size != record["size"]:
                     raise _Damaged(f"file {relative} does not match its checksum")
+            if artifact_bytes_listed(manifest):
+                named = named_path_problems((out / ARTIFACT_NAME).read_bytes(), manifest)
+                if named:
+                    raise _Damaged(named[0])
         entry = self.local.read_entry(key)
         if entry.files != manifest["files"]:
             self._discard_local(key)
@@ -498,6 +510,9 @@ class RemoteCache:
                         continue
                     if digest.sha256 != record["sha256"]:
                         check.problems.append(f"file {relative} does not match its checksum")
+            if check.ok and artifact_bytes_listed(check.manifest):
+                check.problems += named_path_problems(self.store.read(f"{upload_rel}/{ARTIFACT_NAME}"),
+                                                      check.manifest)
             if check.ok:
                 continue
             problems.append(EntryProblem(key=key, stage=check.stage or UNKNOWN_STAGE, message=check.summary()))

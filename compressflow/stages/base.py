@@ -371,8 +371,20 @@ class Artifact:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def file(self, name: str | None = None) -> Path:
-        """Path of the main output file (or of ``name`` inside the artifact)."""
-        return self.path / (name or self.meta["file"])
+        """Path of the main output file (or of ``name`` inside the artifact).
+
+        A name that leads out of the artifact's folder (absolute, ``..``, a symlink) raises
+        :class:`~compressflow.errors.CacheError`: nothing an entry names is read from elsewhere.
+        """
+        relative = name or self.meta["file"]
+        path = self.path / relative if isinstance(relative, (str, os.PathLike)) else None
+        if path is None or self.path.resolve() not in path.resolve().parents:
+            from compressflow.errors import CacheError
+
+            raise CacheError(f"the cache entry of stage {self.stage!r} names {str(relative)!r}, which is not "
+                             f"inside it ({self.path}); remove it with `compressflow cache verify --remove`")
+        return path
+
 
     def metrics(self) -> dict[str, Any]:
         path = self.path / "metrics.json"

@@ -2,7 +2,9 @@
 
 A reader of the target never sees a half-written file: a file is copied to a
 temporary name beside the target and ``os.replace``d over it; a directory (a
-SavedModel) is copied to a temporary directory and swapped in.
+SavedModel) is copied to a temporary directory and swapped in. What is copied comes from
+a cache entry and must be regular files and folders: a symlink there is refused, never
+followed (an export never publishes a file from outside its entry).
 """
 
 from __future__ import annotations
@@ -36,8 +38,24 @@ def _temporary_sibling(target: Path, tag: str) -> Path:
     return target.with_name(f".{target.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _refuse_links(source: Path) -> None:
+    """A CacheError if ``source`` is, or (a folder) holds, a symlink or anything but files and folders."""
+    from compressflow.errors import CacheError
+
+    found = [source] if source.is_symlink() else []
+    if not found and source.is_dir():
+        for parent, dirs, files in os.walk(source, followlinks=False):
+            found += [Path(parent, name) for name in dirs + files
+                      if Path(parent, name).is_symlink() or not (Path(parent, name).is_dir()
+                                                                 or Path(parent, name).is_file())]
+    if found:
+        raise CacheError(f"refusing to export {found[0]}: a symbolic link or special file in a cache entry "
+                         "(an export copies the entry's own files only)")
+
+
 def atomic_copy_file(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` through a temporary file and ``os.replace``."""
+    """Copy ``source`` (a regular file, not a symlink) to ``target`` through a temporary file and ``os.replace``."""
+    _refuse_links(source)
     if target.is_dir():
         raise UsageError(f"cannot export to {target}: it is a directory")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +71,8 @@ def atomic_copy_file(source: Path, target: Path) -> None:
 
 
 def atomic_copy_tree(source: Path, target: Path) -> None:
-    """Copy the directory ``source`` to ``target``: copy beside it, then swap it in."""
+    """Copy the directory ``source`` (no symlinks in it) to ``target``: copy beside it, then swap it in."""
+    _refuse_links(source)
     if target.exists() and not target.is_dir():
         raise UsageError(f"cannot export a directory to {target}: it is a file")
     target.parent.mkdir(parents=True, exist_ok=True)
