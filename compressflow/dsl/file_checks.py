@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from pathlib import Path
+
+from compressflow.dsl.yaml_source import file_kind
 
 #: Entries of a folder named when nothing in it is close to what was asked for.
 MAX_ENTRIES_SHOWN = 8
 
 
 def missing_path(raw: str, resolved: Path, root: Path, what: str) -> tuple[str, str | None] | None:
-    """``(message, hint)`` when nothing is at ``resolved`` (``raw`` as written), else None.
+    """``(message, hint)`` when nothing usable is at ``resolved`` (``raw`` as written), else None.
 
     ``root`` is the pipeline's folder: suggestions are written relative to it when ``raw`` is.
+    A FIFO, a device or a socket is no file to read (opening a FIFO would wait forever).
     """
-    if resolved.exists():
-        return None
+    try:
+        mode = resolved.stat().st_mode
+    except (OSError, ValueError):
+        mode = None
+    if mode is not None:
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            return None
+        return f"{what} {raw!r} is {file_kind(mode)}, not a regular file: {resolved}", None
     message = f"{what} {raw!r} does not exist: nothing at {resolved}"
     return message, _hint(raw, resolved, root)
 

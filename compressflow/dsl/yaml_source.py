@@ -10,7 +10,9 @@ extra documents are reported with their file, line and column.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +56,11 @@ def read_yaml_file(path: Path, display_name: str | None = None) -> ParsedYaml:
     """Read and parse a YAML file; raises :class:`PipelineError` when it cannot be read."""
     name = display_name or str(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        data = _read_regular_file(path, MAX_FILE_BYTES + 1)
+    except NotRegularFile as exc:
+        raise PipelineError([Problem(
+            f"{name} is {exc.kind}, not a YAML file",
+            hint="pipeline, include and recipe paths name regular files")]) from None
     except FileNotFoundError:
         raise PipelineError([Problem(f"file not found: {name}")]) from None
     except IsADirectoryError:
@@ -67,6 +72,45 @@ def read_yaml_file(path: Path, display_name: str | None = None) -> ParsedYaml:
             f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; pipeline files are small text files",
             Location(name, 1, 1))])
     return parse_yaml(decode_utf8(data, name), name)
+
+
+class NotRegularFile(OSError):
+    """A path names a FIFO, a device, a socket or a folder where a file was expected."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular ``st_mode`` is, in words (``a FIFO (named pipe)``)."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path``; raises :class:`NotRegularFile` for anything but a regular file."""
+    # NOTE: opening a FIFO for reading blocks until a writer comes, forever; with O_NONBLOCK
+    # the open returns at once and fstat (of what was opened, so no race) tells what it is.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(file_kind(mode))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read(limit)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def decode_utf8(data: bytes, name: str) -> str:

@@ -74,6 +74,8 @@ def detect_format(path: Path) -> str:
         if (path / "saved_model.pb").is_file():
             return SAVED_MODEL
         raise ModelFileError(f"{path} is a folder without saved_model.pb, so not a SavedModel")
+    if not path.is_file():  # NOTE: a FIFO would block the open below forever
+        raise ModelFileError(f"model file {path} is not a regular file (a FIFO, a device or a socket)")
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(_ZIP_MAGIC):
