@@ -2,9 +2,10 @@
 
 It does the work of ``pipelines/digits.yaml`` without compressflow: load scikit-learn's
 digits, train a small CNN for 15 epochs, prune it to 90% sparsity with a polynomial-decay
-schedule (16 epochs, pruning over the first 6), strip the pruning wrappers, convert the
-float model and the pruned model (full int8) to TFLite, measure accuracy, gzip size and
-latency per sample (LiteRT, batch 1) of the four models, and save the files.
+schedule (16 epochs, pruning over the first 6; the first convolution and the classifier
+stay dense), strip the pruning wrappers, convert the float model and the pruned model
+(full int8) to TFLite, measure accuracy, gzip size and latency per sample (LiteRT, batch 1)
+of the four models, and save the files.
 
     python bench/digits_script.py --out /tmp/digits-script
 
@@ -35,6 +36,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 
 BATCH_SIZE = 32
 REPRESENTATIVE_SAMPLES = 200
+UNPRUNED = ("conv1", "probs")  # left dense, as pipelines/digits.yaml excludes them
 LATENCY_WARMUP, LATENCY_RUNS = 20, 200
 
 
@@ -73,15 +75,25 @@ def train(model, train_data, val_data, epochs: int, learning_rate: float = 1e-3,
 
 
 def prune(model, train_data, val_data, epochs: int, end_epoch: int, sparsity: float):
-    """Magnitude pruning from 50% to ``sparsity`` over ``end_epoch`` epochs, trained ``epochs``, stripped."""
+    """Magnitude pruning from 50% to ``sparsity`` over ``end_epoch`` epochs, trained ``epochs``, stripped.
+
+    Every layer with weights but those in ``UNPRUNED`` is pruned.
+    """
     steps_per_epoch = int(np.ceil(len(train_data[0]) / BATCH_SIZE))
     end_step = steps_per_epoch * end_epoch
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.5, final_sparsity=sparsity, begin_step=0,
                                                     end_step=end_step, frequency=max(1, end_step // 10))
-    # prune_low_magnitude wraps the very layers it is given: work on a copy.
+    # prune_low_magnitude wraps the very layers it is given: work on a copy. The first convolution and the
+    # classifier stay dense, as in pipelines/digits.yaml (`exclude: [conv1, probs]`).
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    wrapped = tfmot.sparsity.keras.prune_low_magnitude(copy, pruning_schedule=schedule)
+
+    def wrap(layer):
+        if layer.name in UNPRUNED or not layer.weights:
+            return layer
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+
+    wrapped = keras.models.clone_model(copy, clone_function=wrap)
     train(wrapped, train_data, val_data, epochs, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     return tfmot.sparsity.keras.strip_pruning(wrapped)
 
