@@ -80,6 +80,10 @@ def _refs(stage: str, config: LocatedDict, fields: list[str]) -> Iterator[Refere
             for index, item in enumerate(value):
                 if isinstance(item, str):
                     yield Reference(stage, field, item, base + (index,), value.item_location(index))
+        elif isinstance(value, LocatedDict):  # e.g. a search's inputs: {recipe input: stage}
+            for key, item in value.items():
+                if isinstance(item, str):
+                    yield Reference(stage, field, item, base + (key,), value.value_location(key))
 
 
 def _hint(name: str, known: list[str], section: str) -> str:

@@ -486,3 +486,55 @@ def _resolve_aliases(stages: LocatedDict, aliases: dict[str, str | None], state:
                     hint="add 'output: STAGE' to the recipe, or name one of its stages: " + ", ".join(members[:10])))
                 continue
             _replace(container, key, target + suffix, location, f"'{base}' means its recipe's output '{target}'")
+
+
+# --------------------------------------------------------------------------- one recipe, given params
+
+
+def instantiate_recipe(recipe: str, namespace: str, params: dict[str, Any], inputs: dict[str, str],
+                       variant: str, *, pipeline_file: Path | None, root: Path, allow_outside: bool,
+                       stage_classes: dict[str, type[Stage]]) -> tuple[dict[str, dict[str, Any]], str]:
+    """The stages of ``recipe`` with ``params``, as a ``type: pipeline`` stage ``namespace`` would bring them in.
+
+    Each stage is named ``<namespace>.<recipe stage><variant>`` (``variant`` as a sweep writes it,
+    ``[sparsity=0.8]``, or ``""``), and references between them are renamed alike; the recipe's
+    inputs name the stages of ``inputs``. Returns ``(plain configs by name, the output's name)``;
+    raises :class:`~compressflow.errors.PipelineError` when the recipe cannot be used so.
+    """
+    from compressflow.dsl.located import from_plain
+
+    problems = Problems()
+    where = Location(f"<{namespace}>", 1, 1)
+    heads = {base_name(target).split(".", 1)[0] for target in inputs.values()}
+    plain = {"stages": {**{head: {"type": "bound input"} for head in heads},
+                        namespace: {"type": PIPELINE_TYPE, "path": recipe, "params": dict(params),
+                                    "inputs": dict(inputs)}}}
+    document = from_plain(plain, where, problems)
+    expand_subpipelines(document, pipeline_file, root, allow_outside, stage_classes, problems)
+    if problems:
+        raise PipelineError(problems.report(where.file))
+    stages = document["stages"]
+    generated = [name for name in stages if name.startswith(namespace + ".")]
+    for name in generated:
+        config = stages[name]
+        if not isinstance(config, LocatedDict):
+            continue
+        for _, container, key, value in list(_reference_values(config, stage_classes)):
+            if value in generated:
+                location = container.value_location(key) if isinstance(container, LocatedDict) \
+                    else container.item_location(key)
+                _replace(container, key, value + variant, location, None)
+    configs = {name + variant: _plain(stages[name]) for name in generated}
+    target = _recipe_output(recipe, pipeline_file, root)
+    if target is None:
+        raise PipelineError([Problem(f"recipe {recipe} declares no 'output'", where)])
+    return configs, namespaced(namespace, target) + variant
+
+
+def _recipe_output(recipe: str, pipeline_file: Path | None, root: Path) -> str | None:
+    """The ``output:`` a recipe file declares (read again: expansion keeps only the stages)."""
+    base = pipeline_file.parent if pipeline_file is not None else root
+    parsed = read_yaml_file(base / recipe, recipe)
+    value = parsed.value if isinstance(parsed.value, LocatedDict) else {}
+    output = value.get("output")
+    return output if isinstance(output, str) else None

@@ -56,7 +56,7 @@ def input_refs(stage: Stage) -> dict[str, str | list[str]]:
     """A stage's data inputs: reference fields (not ``after``) mapped to a stage name or a list of them."""
     refs = stage.stage_refs()
     refs.pop("after", None)
-    return {field_name: list(targets) if isinstance(getattr(stage, field_name), (list, tuple)) else targets[0]
+    return {field_name: list(targets) if isinstance(getattr(stage, field_name), (list, tuple, dict)) else targets[0]
             for field_name, targets in refs.items()}
 
 
@@ -152,6 +152,8 @@ def _make_plan(pipeline, cache, selection: Selection, allow_outside_paths: bool,
                             else explain_change(cache.get_ref(pipeline.name, name), key))
             if name not in requested:
                 item.reasons.append("needed by the selection")
+        if item.action == RUN and getattr(item.stage, "driven_by_executor", False):
+            item.reasons.append(_driven_note(item, cache))
     if selection.only:
         missing = [n for n, s in planned.items() if s.action == RUN and not s.requested]
         if missing:
@@ -159,6 +161,13 @@ def _make_plan(pipeline, cache, selection: Selection, allow_outside_paths: bool,
                 "--only runs just the selected stages, but these inputs are not cached: "
                 + ", ".join(missing) + "; run them first or use --until")
     return Plan(pipeline, graph, env, planned)
+
+
+def _driven_note(item: PlannedStage, cache) -> str:
+    """What a stage the executor drives itself (a search) will do: trials in its journal and to run."""
+    from compressflow.executor.search_study import journal_summary
+
+    return journal_summary(item.stage, cache.root, item.key.doc)
 
 
 # --------------------------------------------------------------------------- explanations

@@ -114,6 +114,9 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
                 if state == "ready":
                     pending.remove(name)
                     reporter.stage_started(name)
+                    if getattr(plan.stages[name].stage, "driven_by_executor", False):
+                        running[_drive(plan, name, cache, runner, reporter, verify, log_dir, run_dir)] = name
+                        continue
                     task = make_task(plan, name, str(cache.root), verify, log_dir, run_dir)
                     running[runner.submit(task)] = name
                 elif state == "blocked":
@@ -136,6 +139,14 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
         report.outcomes[name] = TaskOutcome(name, NOT_RUN)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _drive(plan: Plan, name: str, cache, runner: Runner, reporter: Reporter, verify: bool,
+           log_dir: Path | None, run_dir: Path | None) -> Future:
+    """A stage the executor runs itself (a search: its trials are stages of their own), as a finished future."""
+    from compressflow.executor.search_driver import submit_search
+
+    return submit_search(plan, name, cache, runner, reporter, verify=verify, log_dir=log_dir, run_dir=run_dir)
 
 
 def _outcome_of(future: Future, name: str) -> TaskOutcome:

@@ -45,6 +45,7 @@ BUILTIN_MODULES = (
     "compressflow.stages.evaluate",
     "compressflow.stages.export",
     "compressflow.stages.select",
+    "compressflow.stages.search",
     "compressflow.stages.subpipeline",
     "compressflow.data.datasets",
 )

@@ -1,0 +1,75 @@
+"""A search stage's mistakes are refused before anything runs: exit status 2, located, with a hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import cli, write
+
+PLUGINS = {"COMPRESSFLOW_PLUGINS": "toy_stages,toy_metrics"}
+
+RECIPE = """
+inputs: [model]
+params:
+  a: 1.0
+  b: 2
+output: scaled
+stages:
+  scaled:
+    type: toy_scale
+    model: model
+    factor: ${params.b}
+"""
+
+SEARCH = """
+version: 1
+name: toysearch
+stages:
+  base:
+    type: toy_number
+    value: 1
+  best:
+    type: search
+    recipe: recipes/toy.yaml
+    inputs: {model: base}
+    space:
+      a: {low: 0, high: 5}
+      b: {choices: [1, 2, 3]}
+    baseline: base
+    measure: toy_measure
+    objective: {metric: gzip_size}
+    constraints: {max_accuracy_drop: 0.1}
+    trials: 4
+    sampler: tpe
+"""
+
+
+@pytest.mark.parametrize("old, new, line, expected", [
+    ("      a: {low", "      aa: {low", 12, "names param 'aa', which recipe recipes/toy.yaml does not declare "
+                                           "(did you mean 'a'?)"),
+    ("b: {choices: [1, 2, 3]}", "b: {choices: []}", 13, "'choices' is empty"),
+    ("a: {low: 0, high: 5}", "a: {low: 5, high: 5}", 12, "'low' (5) must be below 'high' (5)"),
+    ("metric: gzip_size", "metric: gzip_sise", 16, "did you mean 'gzip_size'?"),
+    ("max_accuracy_drop: 0.1", "max_acuracy_drop: 0.1", 17, "did you mean 'max_accuracy_drop'?"),
+    ("    trials: 4\n", "", 7, "a search needs a budget: set 'trials'"),
+    ("sampler: tpe", "sampler: tpee", 19, "did you mean 'tpe'?"),
+    ("inputs: {model: base}", "inputs: {model: bsae}", 10, "names an unknown stage 'bsae'"),
+    ("inputs: {model: base}", "inputs: {modle: base}", 10, "unknown recipe input 'modle' (did you mean 'model'?)"),
+])
+def test_search_mistakes_exit_2_located(tmp_path, old, new, line, expected):
+    write(tmp_path / "recipes" / "toy.yaml", RECIPE)
+    assert old in SEARCH
+    pipeline = write(tmp_path / "search.yaml", SEARCH.replace(old, new))
+    for command in ("validate", "run"):
+        result = cli(command, pipeline, cwd=tmp_path, env=PLUGINS)
+        assert result.code == 2, result.text
+        assert "Traceback" not in result.text
+        assert expected in result.text
+        assert f"search.yaml:{line}:" in result.text, result.text
+
+
+def test_the_example_is_valid(tmp_path):
+    write(tmp_path / "recipes" / "toy.yaml", RECIPE)
+    pipeline = write(tmp_path / "search.yaml", SEARCH)
+    result = cli("validate", pipeline, cwd=tmp_path, env=PLUGINS)
+    assert result.code == 0, result.text
