@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from compressflow.errors import Location, PipelineError, Problem, did_you_mean
-from compressflow.dsl.located import LocatedDict, LocatedList
+from compressflow.dsl.located import LocatedDict, LocatedList, ValueBudget
 from compressflow.dsl.problems import Problems
 from compressflow.dsl.yaml_source import read_yaml_file
 
@@ -31,13 +31,14 @@ class _Include:
     root: Path
     allow_outside: bool
     problems: Problems
+    budget: ValueBudget
     done: set[Path] = field(default_factory=set)
 
 
 def expand_includes(document: LocatedDict, file: Path | None, display: str, root: Path,
                     allow_outside: bool, problems: Problems) -> None:
     """Merge every included file's sections into ``document`` (in place) and drop ``include``."""
-    state = _Include(root.resolve(), allow_outside, problems)
+    state = _Include(root.resolve(), allow_outside, problems, ValueBudget(document))
     here = file.resolve() if file is not None else None
     _include_into(document, here, display, [(here, display, None)] if here else [], state)
 
@@ -66,6 +67,7 @@ def _include_into(document: LocatedDict, file: Path | None, display: str,
         included = _read(target, shown, location, state.problems)
         if included is None:
             continue
+        state.budget.add(included, location, ("include",), "included files")
         _include_into(included, target, shown, chain + [(target, shown, location)], state)
         _merge(document, included, state.problems)
 

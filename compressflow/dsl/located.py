@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from compressflow.errors import Location, Problem
-from compressflow.dsl.limits import MAX_DEPTH, MAX_INT, MIN_INT
+from compressflow.errors import Location, PipelineError, Problem
+from compressflow.dsl.limits import MAX_DEPTH, MAX_INT, MAX_VALUES, MIN_INT
 
 
 class LocatedDict(dict):
@@ -135,6 +135,27 @@ def count_values(value: Any) -> int:
         elif isinstance(item, list):
             stack.extend(item)
     return total
+
+
+class ValueBudget:
+    """How many values a document may still grow by through copies (templates, includes, sweeps).
+
+    The same bound as values read with aliases (:data:`~compressflow.dsl.limits.MAX_VALUES`):
+    the copy that crosses it stops the load at once, located where that copy was asked for,
+    before the memory is spent.
+    """
+
+    def __init__(self, document: Any):
+        self.total = count_values(document)
+
+    def add(self, value: Any, location: Location, path: tuple, what: str) -> None:
+        """Count the values of ``value`` (about to be copied into the document); ``what`` makes the copy."""
+        self.total += count_values(value)
+        if self.total > MAX_VALUES:
+            raise PipelineError([Problem(
+                f"{what} expand the document to more than {MAX_VALUES:,} values", location, path,
+                hint="a pipeline copies small configs; keep large values out of repeated templates, "
+                     "includes and sweeps")])
 
 
 # --------------------------------------------------------------------------- paths

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem, did_you_mean, format_path
+from compressflow.dsl.limits import MAX_ALIAS_VALUES, MAX_NODES
 from compressflow.dsl.located import LocatedDict, LocatedList, from_plain
+from compressflow.dsl.yaml_build import ReadBudget
 from compressflow.dsl.yaml_source import parse_yaml, read_yaml_file
 
 SCALAR_KEYS = ("version", "name", "seed")
@@ -51,7 +53,10 @@ def parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None,
             if path is not None:
                 parsed.append(Override(path, from_plain(value, location, problems, path), location, location))
         return parsed
-    for item in overrides:
+    # NOTE: one reading budget for all of them, as for one file: 200 values just under the
+    # alias bound each would otherwise add up to gigabytes.
+    budget = ReadBudget()
+    for number, item in enumerate(overrides, start=1):
         if not isinstance(item, str) or "=" not in item:
             location = Location(f"<--set {item}>", 1, 1)
             problems.append(Problem(f"an override is KEY=VALUE (e.g. params.sparsity=0.9), got {item!r}",
@@ -64,9 +69,14 @@ def parse_overrides(overrides: Iterable[str] | Mapping[str, Any] | None,
         if path is None:
             continue
         try:
-            document = parse_yaml(text, location.file)
+            document = parse_yaml(text, location.file, budget)
         except PipelineError as exc:
             problems.extend(exc.problems)
+            if budget.values > MAX_NODES or budget.alias_values > MAX_ALIAS_VALUES:
+                problems.append(Problem(
+                    f"--set argument {number} ({key}) makes the --set values too large; the rest are not read",
+                    location, hint="--set sets a few small values; put large ones in a --params file"))
+                break
             continue
         problems.extend(document.problems)
         parsed.append(Override(path, document.value, location, document.location))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from compressflow.errors import Problem
-from compressflow.dsl.located import LocatedDict, LocatedList, copy_located
+from compressflow.dsl.located import LocatedDict, LocatedList, ValueBudget, copy_located
 from compressflow.dsl.matrix import Setting, apply_setting, combinations, take_matrix
 from compressflow.dsl.names import base_name, variant_name
 from compressflow.dsl.problems import Problems
@@ -72,7 +72,7 @@ def expand_sweeps(document: LocatedDict, stage_classes: dict[str, type[Stage]], 
     order = _order(stages, stage_classes) if axes else None
     if order is None:
         return  # nothing swept (or a cycle, which the reference check reports)
-    expansion = _Expansion(stages, stage_classes, problems)
+    expansion = _Expansion(stages, stage_classes, problems, ValueBudget(document))
     for name in order:
         expansion.expand(name, axes.get(name, []))
     expanded = LocatedDict(stages.location)
@@ -87,8 +87,10 @@ def expand_sweeps(document: LocatedDict, stage_classes: dict[str, type[Stage]], 
 class _Expansion:
     """Variants of the stages expanded so far."""
 
-    def __init__(self, stages: LocatedDict, stage_classes: dict[str, type[Stage]], problems: Problems):
+    def __init__(self, stages: LocatedDict, stage_classes: dict[str, type[Stage]], problems: Problems,
+                 budget: ValueBudget):
         self.stages = stages
+        self.budget = budget
         self.classes = stage_classes
         self.problems = problems
         self.variants: dict[str, list[Variant]] = {}
@@ -134,11 +136,16 @@ class _Expansion:
         made: list[tuple[tuple[Label, ...], LocatedDict]] = []
         order: list[tuple] = []
         for own_index, settings in enumerate(combinations(axes) if axes else [()]):
+            if settings:
+                where = settings[0].axis.key_location
+                self.budget.add(config, where, ("stages", name, "matrix"), "sweeps")
+                for setting in settings:  # NOTE: a value is shared, yet each variant is validated and hashed
+                    self.budget.add(setting.value, setting.location, ("stages", name, "matrix"), "sweeps")
             own = copy_located(config) if settings else config
             if not self._apply(name, own, settings):
                 return None
             own_labels = tuple(Label(name, s.axis.path, s.text) for s in settings)
-            for upstream, picked, variant_config in self._fan_out(own, fields):
+            for upstream, picked, variant_config in self._fan_out(name, own, fields):
                 made.append((upstream + own_labels, variant_config))
                 order.append((picked, own_index))
             if len(made) > MAX_STAGE_VARIANTS:
@@ -163,7 +170,8 @@ class _Expansion:
                 return False
         return True
 
-    def _fan_out(self, config: LocatedDict, fields: list[str]) -> list[tuple[tuple[Label, ...], tuple, LocatedDict]]:
+    def _fan_out(self, name: str, config: LocatedDict,
+                 fields: list[str]) -> list[tuple[tuple[Label, ...], tuple, LocatedDict]]:
         """``(labels, variant positions, config)`` once per combination of the swept stages it names."""
         partial: list[tuple[tuple[Label, ...], tuple, LocatedDict]] = [((), (), config)]
         for field in fields:
@@ -176,6 +184,7 @@ class _Expansion:
                     merged = _merge(labels, variant.labels)
                     if merged is None:
                         continue  # disagrees with a value this combination already has
+                    self.budget.add(current, current.value_location(field), ("stages", name, field), "sweeps")
                     copied = copy_located(current)
                     copied.put(field, variant.name, current.key_location(field), current.value_location(field))
                     grown.append((merged, picked + (position,), copied))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from compressflow.errors import Problem, did_you_mean
-from compressflow.dsl.located import LocatedDict, copy_located
+from compressflow.dsl.located import LocatedDict, ValueBudget, copy_located
 from compressflow.dsl.problems import Problems
 from compressflow.dsl.schema import NAME_PATTERN, NAME_RULE
 
@@ -24,15 +24,17 @@ def apply_templates(document: LocatedDict, problems: Problems) -> None:
     stages = document.get("stages")
     if not isinstance(stages, LocatedDict):
         return
-    resolver = _Resolver(templates, problems)
+    resolver = _Resolver(templates, problems, ValueBudget(document))
     for name, config in stages.items():
         if not isinstance(config, LocatedDict) or "extends" not in config:
             continue
         base = resolver.base_of(config, ("stages", name))
+        location = config.value_location("extends")
         config.drop("extends")
         if base is None:
             problems.mark_invalid(("stages", name))  # without its template the stage cannot be judged
             continue
+        resolver.budget.add(base, location, ("stages", name, "extends"), "templates")
         stages.put(name, deep_merge(base, config), stages.key_location(name), stages.value_location(name))
 
 
@@ -60,9 +62,10 @@ def _templates(document: LocatedDict, problems: Problems) -> LocatedDict:
 class _Resolver:
     """Templates with their own ``extends`` resolved, each once."""
 
-    def __init__(self, templates: LocatedDict, problems: Problems):
+    def __init__(self, templates: LocatedDict, problems: Problems, budget: ValueBudget):
         self.templates = templates
         self.problems = problems
+        self.budget = budget
         self.resolved: dict[str, LocatedDict | None] = {}
 
     def base_of(self, config: LocatedDict, path: tuple, chain: tuple[str, ...] = ()) -> LocatedDict | None:
@@ -93,6 +96,9 @@ class _Resolver:
             own = copy_located(template)
             own.drop("extends")
             base = self.base_of(template, ("templates", name), chain)
+            if base is not None:
+                self.budget.add(base, template.value_location("extends"), ("templates", name, "extends"),
+                                "templates")
             result = deep_merge(base, own) if base is not None else None
         self.resolved[name] = result
         return result

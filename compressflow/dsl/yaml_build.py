@@ -47,6 +47,16 @@ class Fatal(Exception):
         self.problem = problem
 
 
+class ReadBudget:
+    """Values read and values added by aliases so far; one budget may span several texts (``--set``)."""
+
+    __slots__ = ("values", "alias_values")
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.alias_values = 0
+
+
 class _Frame:
     """A mapping or list being read."""
 
@@ -65,14 +75,13 @@ class _Frame:
 class Builder:
     """Reads one document from ``get_event`` into located values, collecting problems."""
 
-    def __init__(self, name: str, protected: bool = False):
+    def __init__(self, name: str, protected: bool = False, budget: ReadBudget | None = None):
         self.name = name
         self.protected = protected
         self.problems: list[Problem] = []
         self.invalid_paths: list[tuple] = []
         self._anchors: dict[str, Any] = {}
-        self._values = 0
-        self._alias_values = 0
+        self.budget = budget if budget is not None else ReadBudget()
 
     def location(self, mark) -> Location:
         return Location(self.name, mark.line + 1, mark.column + 1)
@@ -98,10 +107,11 @@ class Builder:
     def _value(self, get_event: Callable[[], Any]) -> tuple[Any, Location]:
         stack: list[_Frame] = []
         name = self.name
+        budget = self.budget
         while True:
             event = get_event()
             kind = type(event)
-            self._values += 1
+            budget.values += 1
             if kind is MappingEndEvent or kind is SequenceEndEvent:
                 frame = stack.pop()
                 if frame.merges:
@@ -112,7 +122,7 @@ class Builder:
             else:
                 mark = event.start_mark
                 location = Location(name, mark.line + 1, mark.column + 1)
-                if self._values > MAX_NODES:
+                if budget.values > MAX_NODES:
                     raise Fatal(Problem(f"the document has more than {MAX_NODES:,} values", location))
                 if kind is ScalarEvent:
                     value = self._scalar(event, location, stack)
@@ -206,8 +216,8 @@ class Builder:
         if not isinstance(value, (LocatedDict, LocatedList)):
             return value
         size, nesting = _measure(value)
-        self._alias_values += size
-        if self._alias_values > MAX_ALIAS_VALUES:
+        self.budget.alias_values += size
+        if self.budget.alias_values > MAX_ALIAS_VALUES:
             raise Fatal(Problem(
                 f"YAML aliases add more than {MAX_ALIAS_VALUES:,} values to this document", location,
                 hint="aliases ('*name') may repeat values, not multiply them"))

@@ -21,7 +21,7 @@ import yaml
 
 from compressflow.errors import Location, PipelineError, Problem
 from compressflow.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
-from compressflow.dsl.yaml_build import PROTECTED_CLOSE, PROTECTED_OPEN, Builder, Fatal
+from compressflow.dsl.yaml_build import PROTECTED_CLOSE, PROTECTED_OPEN, Builder, Fatal, ReadBudget
 
 try:
     from yaml.cyaml import CParser as _EventSource
@@ -126,10 +126,14 @@ def decode_utf8(data: bytes, name: str) -> str:
             hint="save the file with UTF-8 encoding")]) from None
 
 
-def parse_yaml(text: str, name: str) -> ParsedYaml:
-    """Parse one YAML document from ``text``; ``name`` is used in locations."""
+def parse_yaml(text: str, name: str, budget: ReadBudget | None = None) -> ParsedYaml:
+    """Parse one YAML document from ``text``; ``name`` is used in locations.
+
+    A ``budget`` shared by several calls bounds their values and alias growth together,
+    as if the texts were one file.
+    """
     text, protected = _protect_interpolations(text)
-    builder = Builder(name, protected)
+    builder = Builder(name, protected, budget)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
