@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from helpers import cli, write
@@ -73,3 +75,12 @@ def test_the_example_is_valid(tmp_path):
     pipeline = write(tmp_path / "search.yaml", SEARCH)
     result = cli("validate", pipeline, cwd=tmp_path, env=PLUGINS)
     assert result.code == 0, result.text
+
+
+def test_the_shipped_digits_search_is_valid_and_plans_its_trials(tmp_path):
+    pipeline = Path(__file__).resolve().parents[2] / "pipelines" / "digits-search.yaml"
+    result = cli("validate", pipeline, cwd=tmp_path)
+    assert result.code == 0, result.text
+    plan = cli("plan", pipeline, "--cache", tmp_path / "cache", cwd=tmp_path)
+    assert plan.code == 0, plan.text
+    assert "0 trials in the journal, 8 to run" in plan.out, plan.text
