@@ -8,6 +8,7 @@ message and exits with its ``exit_code``; it never shows a traceback for one.
 from __future__ import annotations
 
 import difflib
+import itertools
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -49,15 +50,39 @@ def format_path(path: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            out += ("." if out else "") + (text if text.isprintable() else quoted(text))
     return out
 
 
+#: Most names one suggestion compares ``name`` with (a hostile file may define thousands).
+MAX_COMPARED = 200
+#: Most problems a report prints; the rest are counted.
+MAX_REPORTED = 50
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str | None:
-    """Return ``"did you mean 'x'?"`` when ``name`` is close to one of ``known``."""
-    candidates = [str(k) for k in known]
-    close = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    """Return ``"did you mean 'x'?"`` when ``name`` is close to one of ``known``.
+
+    Only names of about the same length can be close; at most :data:`MAX_COMPARED` of them are compared.
+    """
+    name = str(name)
+    # NOTE: a ratio of at least 0.6 needs lengths within a factor of 2 of each other.
+    shortest, longest = len(name) // 2, len(name) * 2 + 1
+    candidates = [text for text in map(str, itertools.islice(known, 100_000)) if shortest <= len(text) <= longest]
+    if len(candidates) > MAX_COMPARED:
+        same_start = [text for text in candidates if text[:1] == name[:1]]
+        candidates = (same_start + [text for text in candidates if text[:1] != name[:1]])[:MAX_COMPARED]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"did you mean {quoted(close[0])}?" if close else None
+
+
+def quoted(name: object) -> str:
+    """``name`` in single quotes, escaped (``'a\\nb'``) when it holds a newline or another unprintable character."""
+    text = str(name)
+    if text.isprintable():
+        return f"'{text}'"
+    return "'" + repr(text)[1:-1].replace("'", "\\'") + "'" if repr(text)[0] == '"' else repr(text)
 
 
 class CompressflowError(Exception):
@@ -87,7 +112,10 @@ class PipelineError(CompressflowError):
     def render(self) -> str:
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} found"
-        return "\n".join(p.render() for p in self.problems) + f"\n{head}; nothing was run."
+        shown = [p.render() for p in self.problems[:MAX_REPORTED]]
+        if count > MAX_REPORTED:
+            shown.append(f"... and {count - MAX_REPORTED:,} more problems (the first {MAX_REPORTED} are shown)")
+        return "\n".join(shown) + f"\n{head}; nothing was run."
 
 
 class StageFailed(CompressflowError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from compressflow.errors import Location, Problem, did_you_mean
+from compressflow.errors import Location, Problem, did_you_mean, quoted
 from compressflow.dsl.located import LocatedDict, key_location_of, locate_path, value_at
 from compressflow.dsl.model_paths import fields_at, known_tags
 from compressflow.dsl.schema import NAME_RULE, PIPELINE_NAME_RULE
@@ -223,7 +223,7 @@ def describe(value: Any) -> str:
         return "null"
     if isinstance(value, str):
         text = value if len(value) <= 60 else value[:57] + "..."
-        return f"'{text}' (a string)"
+        return f"{quoted(text)} (a string)"
     if isinstance(value, int):
         return str(value) if value.bit_length() <= 256 else "a very large integer"
     if isinstance(value, float):

@@ -12,7 +12,7 @@ from typing import Iterator, NamedTuple
 
 import networkx as nx
 
-from compressflow.errors import Location, Problem, did_you_mean
+from compressflow.errors import MAX_REPORTED, Location, Problem, did_you_mean, quoted
 from compressflow.dsl.located import LocatedDict, LocatedList
 from compressflow.stages.base import Stage
 
@@ -42,6 +42,7 @@ def check_references(document: LocatedDict, stage_classes: dict[str, type[Stage]
     datasets = document.get("datasets")
     dataset_names = list(datasets) if isinstance(datasets, LocatedDict) else []
     edges: dict[tuple[str, str], list[Reference]] = {}
+    hints = _Hints()
     ref_fields = {kind: (cls.stage_ref_fields(), cls.dataset_ref_fields()) for kind, cls in stage_classes.items()}
     for name, config in stages.items():
         kind = config.get("type") if isinstance(config, LocatedDict) else None
@@ -51,18 +52,19 @@ def check_references(document: LocatedDict, stage_classes: dict[str, type[Stage]
         stage_fields, dataset_fields = fields
         for ref in _refs(name, config, stage_fields):
             if ref.target == name:
-                problems.append(Problem(f"stage '{name}' refers to itself in '{ref.field}'",
+                problems.append(Problem(f"stage {quoted(name)} refers to itself in '{ref.field}'",
                                         ref.location, ref.path, hint="a stage cannot use its own output"))
             elif ref.target not in stages:
-                problems.append(Problem(f"'{ref.field}' of stage '{name}' names an unknown stage '{ref.target}'",
-                                        ref.location, ref.path, hint=_hint(ref.target, list(stages), "stages")))
+                problems.append(Problem(
+                    f"'{ref.field}' of stage {quoted(name)} names an unknown stage {quoted(ref.target)}",
+                    ref.location, ref.path, hint=hints.hint(ref.target, stages, "stages")))
             else:
                 edges.setdefault((ref.target, name), []).append(ref)
         for ref in _refs(name, config, dataset_fields):
             if ref.target not in dataset_names:
                 problems.append(Problem(
-                    f"'{ref.field}' of stage '{name}' names an unknown dataset '{ref.target}'",
-                    ref.location, ref.path, hint=_hint(ref.target, dataset_names, "datasets")))
+                    f"'{ref.field}' of stage {quoted(name)} names an unknown dataset {quoted(ref.target)}",
+                    ref.location, ref.path, hint=hints.hint(ref.target, dataset_names, "datasets")))
     graph = nx.DiGraph()
     graph.add_nodes_from(stages)
     graph.add_edges_from((source, target, {"references": refs}) for (source, target), refs in edges.items())
@@ -86,13 +88,23 @@ def _refs(stage: str, config: LocatedDict, fields: list[str]) -> Iterator[Refere
                     yield Reference(stage, field, item, base + (key,), value.value_location(key))
 
 
-def _hint(name: str, known: list[str], section: str) -> str:
-    close = did_you_mean(name, known)
-    if close:
-        return close
-    if not known:
-        return f"there are no {section}; define them under '{section}:'"
-    return f"known {section}: " + ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+class _Hints:
+    """Hints for unknown names; only the first :data:`MAX_REPORTED` look for a close name."""
+
+    def __init__(self) -> None:
+        self.searched = 0
+
+    def hint(self, name: str, known, section: str) -> str:
+        # NOTE: thousands of unknown names against thousands of stages would compare every pair
+        if self.searched < MAX_REPORTED:
+            self.searched += 1
+            close = did_you_mean(name, known)
+            if close:
+                return close
+        if not known:
+            return f"there are no {section}; define them under '{section}:'"
+        first = [item if item.isprintable() else quoted(item) for item in itertools.islice(known, 20)]
+        return f"known {section}: " + ", ".join(first) + (" ..." if len(known) > 20 else "")
 
 
 def cycle_problems(graph: nx.DiGraph, order: list[str]) -> list[Problem]:
