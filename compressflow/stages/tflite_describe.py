@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from compressflow.stages.litert_runner import LiteRTModel, io_description
-from compressflow.stages.tflite_weights import read_parameters
+from compressflow.stages.tflite_weights import read_parameters, scale_tensor_indices
 
 
 def describe_tflite(path: Path) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def describe_tflite(path: Path) -> dict[str, Any]:
         else:
             quantization["per_channel" if tensor.zero_point.size > 1 else "per_tensor"] += 1
     runner = LiteRTModel(path)
-    constants = {tensor.index for tensor in parameters if tensor.subgraph == 0}
+    constants = {tensor.index for tensor in parameters if tensor.subgraph == 0} | scale_tensor_indices(path)
     io = {runner.input_detail["index"], runner.output_detail["index"]}
     activations = {np.dtype(detail["dtype"]).name for detail in runner.tensor_details()
                    if detail["index"] not in constants and detail["index"] not in io
