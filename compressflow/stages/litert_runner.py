@@ -95,7 +95,15 @@ class LiteRTModel:
         outputs = []
         for start in range(0, len(x), batch_size):
             chunk = x[start:start + batch_size]
-            self._set_batch(len(chunk))
+            try:
+                self._set_batch(len(chunk))
+            except RuntimeError:
+                # NOTE: some models cannot be resized (XNNPack fails on LiteRT Quantizer's Hadamard
+                # rotations); they still run one sample at a time.
+                self._batch = -1  # the input was resized before allocation failed: resize it back
+                self._set_batch(1)
+                outputs.extend(self._run(sample[None, ...]) for sample in chunk)
+                continue
             outputs.append(self._run(chunk))
         return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
 
