@@ -1,5 +1,8 @@
 """Measure one model artifact (Keras or TFLite) on a dataset: what ``evaluate`` reports per model.
 
+A model quantized with LiteRT Quantizer carries a summary of its per-layer numerics (its output's
+error against the float model and the worst layers), which is passed on as ``numerics``.
+
 Keras models run in TensorFlow (accuracy with ``predict``; latency of a traced
 ``tf.function`` call), TFLite models in LiteRT's interpreter. Sizes are those of
 the artifact's file: a Keras model's ``.keras`` (or QAT ``.h5``) file is not a fair
@@ -23,6 +26,8 @@ def model_label(artifact: Artifact) -> str:
     method = artifact.meta.get("method")
     if method == "int8" and artifact.meta.get("input", {}).get("dtype") == "int8":
         method = "int8 io"
+    if method == "litert":
+        method = f"litert {artifact.meta.get('recipe') or 'rules'}"
     return f"tflite {method}" if method else "tflite"
 
 
@@ -41,6 +46,8 @@ def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: li
     result.update(weight_statistics(tensors))
     result.update(file_sizes(artifact.file()))
     result.update(timing)
+    if artifact.meta.get("numerics"):
+        result["numerics"] = artifact.meta["numerics"]  # NOTE: per-layer errors against the float model
     return result
 
 

@@ -7,6 +7,10 @@
   converter and output ``model.tflite``. Calibration (``int8``, ``int16x8``) uses the
   first ``representative_samples`` samples of the training split, whose order is
   fixed by the pipeline seed, so two conversions give the same bytes.
+* ``litert`` quantizes a float TFLite model (converted here from a Keras input, or given by a
+  ``float32`` stage) with LiteRT Quantizer: a named ``recipe`` or per-layer ``rules`` (int8 / int4
+  weights, dynamic or static activations, channel- or block-wise), writes the per-layer numerics
+  (``numerics.json``) and can keep the worst layers in float (``keep_float``); see litert_run.
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ from pydantic import Field, model_validator
 from compressflow.errors import StageFailed
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, DatasetName, Stage, StageName
 from compressflow.stages.code_sets import TF_CODE, TFLITE_CODE
+from compressflow.stages.litert_recipes import KeepFloat, LiteRTRule, RecipeName, recipe_is_static
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import TrainingOptions
 from compressflow.stages.registry import register_stage
 
 METHODS_NEEDING_DATA = ("qat", "int8", "int16x8")
+LITERT_FIELDS = ("recipe", "rules", "keep_float", "numerics_samples")
+LITERT_LIBRARIES = ("ai-edge-litert", "litert-quantizer")
+LITERT_CODE = ("compressflow.stages.litert_recipes", "compressflow.stages.litert_run",
+               "compressflow.stages.litert_quantize", "compressflow.stages.litert_graph",
+               "compressflow.stages.litert_numerics", "compressflow.stages.litert_keep_float",
+               "compressflow.stages.measure")
 # Methods a QAT model cannot be converted with: float16 silently gives int8, int16x8 fails.
 METHODS_REFUSING_QAT = ("float16", "int16x8")
 TFLITE_FILE = "model.tflite"
@@ -30,7 +41,7 @@ TFLITE_FILE = "model.tflite"
 
 @register_stage
 class QuantizeStage(TrainingOptions, Stage):
-    """`qat` gives a Keras model; `float32`, `dynamic`, `float16`, `int8`, `int16x8` give a TFLite model."""
+    """`qat` gives a Keras model; `float32`, `dynamic`, `float16`, `int8`, `int16x8`, `litert` give a TFLite model."""
 
     example: ClassVar[str] = """\
 model: pruned
@@ -39,14 +50,16 @@ data: digits
 representative_samples: 200
 """
     produces: ClassVar[str] = TFLITE_MODEL  # KERAS_MODEL for qat: see output_kind()
-    libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
-    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + TFLITE_CODE + ("compressflow.stages.qat",)
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + TFLITE_CODE + ("compressflow.stages.qat",) + LITERT_CODE
 
     type: Literal["quantize"] = "quantize"
     model: StageName
-    method: Literal["qat", "float32", "dynamic", "float16", "int8", "int16x8"] = Field(
-        description="`qat` (training), or a post-training conversion; `float32` converts without quantizing.")
-    data: DatasetName | None = Field(None, description="Training data (qat) or representative samples (int8, int16x8).")
+    method: Literal["qat", "float32", "dynamic", "float16", "int8", "int16x8", "litert"] = Field(
+        description="`qat` (training), or a post-training conversion; `float32` converts without quantizing; "
+                    "`litert` quantizes the float TFLite model with LiteRT Quantizer (`recipe` or `rules`).")
+    data: DatasetName | None = Field(
+        None, description="Training data (qat), representative samples (int8, int16x8, static litert), "
+                          "validation samples (litert numerics and keep_float).")
     scheme: Literal["default", "prune_preserving", "cluster_preserving", "prune_cluster_preserving"] = Field(
         "default", description="QAT scheme; the preserving ones keep sparsity and/or clusters.")
     representative_samples: int = Field(200, ge=1, le=1_000_000,
@@ -54,6 +67,14 @@ representative_samples: 200
     int8_io: bool = Field(False, description="int8: make the model's input and output int8 too.")
     epochs: int = Field(2, ge=0, le=100_000, description="QAT epochs.")
     learning_rate: float = Field(1e-4, gt=0.0, le=10.0, description="QAT learning rate.")
+    recipe: RecipeName | None = Field(None, description="litert: one of LiteRT Quantizer's named recipes.")
+    rules: list[LiteRTRule] | None = Field(
+        None, min_length=1, description="litert: per-layer settings, applied in order (a later rule wins).")
+    keep_float: KeepFloat | None = Field(
+        None, description="litert: keep the layers that add the most error in float, a number of them or "
+                          "until the accuracy drop is within a bound.")
+    numerics_samples: int = Field(32, ge=1, le=10_000,
+                                  description="litert: validation samples the per-layer numerics are measured on.")
 
     @model_validator(mode="after")
     def _data_when_needed(self):
@@ -65,14 +86,44 @@ representative_samples: 200
             raise ValueError("'scheme' goes with method 'qat'")
         if self.method == "qat" and self.epochs == 0:
             raise ValueError("method 'qat' needs at least 1 epoch: its quantization ranges are learned in training")
+        self._litert_fields()
         return self
+
+    def _litert_fields(self) -> None:
+        if self.method != "litert":
+            given = [name for name in ("recipe", "rules", "keep_float") if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{' and '.join(map(repr, given))} go{'es' if len(given) == 1 else ''} with "
+                                 "method 'litert'")
+            return
+        if (self.recipe is None) == (self.rules is None):
+            raise ValueError("method 'litert' needs exactly one of 'recipe' (a LiteRT Quantizer recipe, e.g. "
+                             "weight_only_wi4_afp32) or 'rules' (per-layer settings)")
+        if self.data is None:
+            if self.recipe is not None and recipe_is_static(self.recipe):
+                raise ValueError(f"recipe {self.recipe!r} quantizes activations: it needs 'data' to calibrate "
+                                 "their ranges on")
+            static = [str(i) for i, rule in enumerate(self.rules or []) if rule.is_static]
+            if static:
+                raise ValueError(f"rules[{', '.join(static)}] quantize{'s' if len(static) == 1 else ''} activations "
+                                 "to integers: the stage needs 'data' to calibrate their ranges on")
+            if self.keep_float is not None and self.keep_float.max_accuracy_drop is not None:
+                raise ValueError("keep_float.max_accuracy_drop needs 'data' to measure accuracy on")
 
     def key_config(self):
         config = super().key_config()
         if self.method != "qat":  # training options do not change a conversion
             for name in ("epochs", "batch_size", "optimizer", "learning_rate", "early_stopping"):
                 config.pop(name, None)
+        if self.method != "litert":  # NOTE: keeps the keys of converter stages as they were
+            for name in LITERT_FIELDS:
+                config.pop(name, None)
         return config
+
+    @property
+    def libraries(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Distributions whose versions are in the cache key: LiteRT Quantizer's only for ``litert``."""
+        return TF_LIBRARIES + LITERT_LIBRARIES if self.method == "litert" else TF_LIBRARIES
 
     def output_kind(self) -> str:
         """The artifact kind this configuration outputs."""
@@ -82,6 +133,12 @@ representative_samples: 200
         from compressflow.stages import keras_artifacts
         from compressflow.stages.tfutil import seed_everything
 
+        if self.method == "litert":
+            from compressflow.stages.litert_run import run_litert
+
+            seed_everything(ctx.seed)
+            run_litert(self, ctx)
+            return
         source = ctx.input("model")
         if source.kind != KERAS_MODEL:
             raise StageFailed(

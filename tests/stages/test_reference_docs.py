@@ -60,7 +60,8 @@ def _anchor(heading: str) -> str:
 
 def test_reference_lists_the_allowed_values_of_a_field():
     _, method, default, _ = _row(_section(markdown_reference(built_in_only=True), "### `quantize`"), "method")
-    assert method.split(" \\| ") == [f"`{m}`" for m in ("qat", "float32", "dynamic", "float16", "int8", "int16x8")]
+    methods = ("qat", "float32", "dynamic", "float16", "int8", "int16x8", "litert")
+    assert method.split(" \\| ") == [f"`{m}`" for m in methods]
     assert default == "required"
 
 
