@@ -65,7 +65,7 @@ def run(args) -> int:
         return _ls(cache)
     if args.cache_command == "verify":
         return _verify(cache, args.remove)
-    return _gc(cache, pipelines)
+    return _gc(cache, pipelines, wait=not getattr(args, "no_wait", False))
 
 
 def _ls(cache) -> int:
@@ -87,13 +87,16 @@ def _verify(cache, remove: bool) -> int:
     return EXIT_DAMAGED if problems and not remove else EXIT_OK
 
 
-def _gc(cache, pipelines) -> int:
+def _gc(cache, pipelines, *, wait: bool) -> int:
     from compressflow.executor.plan import make_plan
 
     keep: set[str] = set()
-    for pipeline in pipelines:
-        keep |= {s.key.key for s in make_plan(pipeline, cache).stages.values()}
-    removed, freed = cache.gc(keep)
+    # NOTE: exclusive while deciding too: a run that starts now waits, so it cannot plan on an entry
+    # that gc is about to remove; the message is flushed at once, as gc may wait for hours.
+    with cache.exclusive(wait=wait, on_wait=lambda message: print(message, flush=True)):
+        for pipeline in pipelines:
+            keep |= {s.key.key for s in make_plan(pipeline, cache).stages.values()}
+        removed, freed = cache.gc(keep)
     print(f"removed {removed} entries ({_size(freed)}); kept {len(keep)} used by "
           f"{len(pipelines)} pipeline{'s' if len(pipelines) != 1 else ''}")
     return EXIT_OK

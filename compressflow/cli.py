@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_cache_arg(c)
         if name == "verify":
             c.add_argument("--remove", action="store_true", help="remove damaged entries")
+        if name == "gc":
+            c.add_argument("--no-wait", action="store_true",
+                           help="exit with status 2 instead of waiting while runs use the cache")
     return parser
 
 

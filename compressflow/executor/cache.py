@@ -5,6 +5,7 @@ Layout under the cache root::
     entries/<key[:2]>/<key>/          one committed entry: the stage's files, key.json, manifest.json
     entries/<key[:2]>/.tmp-<key>-...  an entry being written (never read as an entry)
     locks/<key>.lock                  one lock per key, recording its holder
+    locks/runs.lock, locks/runs/      the run lock: shared by runs, exclusive for gc (see run_lock)
     refs/<scope>/<stage>.json         the last key used for a stage of a pipeline
 
 Guarantees: an entry appears under its final name complete and flushed, or not at all
@@ -13,7 +14,9 @@ renamed into place). A reader checks an entry against its manifest, and the path
 ``artifact.json`` names against the entry's own files; a damaged entry is reported, removed
 and treated as a miss, never trusted. Nothing follows a symbolic link out of the cache: a link
 where one of the cache's folders belongs is reported and removed (the link, never what it
-points to). Typical use by the executor::
+points to). :meth:`gc` never removes what a live run uses: a ``Cache`` holds the cache's run
+lock shared from its first use of an entry until :meth:`close`, and gc holds it exclusively.
+Typical use by the executor::
 
     with cache.lock(key, stage=name):
         entry = cache.lookup(key, stage=name)
@@ -43,6 +46,7 @@ from compressflow.executor.cache_names import (
 from compressflow.executor.cache_refs import RefStore
 from compressflow.executor.entry_paths import ARTIFACT_NAME, named_path_problems
 from compressflow.executor.locks import KeyLock, process_is_alive
+from compressflow.executor.run_lock import RUN_LOCK_NAME, RunLock
 
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 _PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
@@ -109,7 +113,7 @@ class Cache:
     """A content-addressed store of stage outputs under ``root`` (created on demand).
 
     ``log`` receives the messages users should see: damaged entries, lock takeovers, links
-    removed.
+    removed, waits for ``cache gc``.
     """
 
     # Whether runs rehash every entry they read by default (`run --verify`): caches others write to do.
@@ -120,9 +124,49 @@ class Cache:
         self._log = log or logging.getLogger(__name__).warning
         self._fs = LocalFS()
         self._refs = RefStore(self.root / "refs", self._fs, self._log)
+        self._run_lock = RunLock(self.root / "locks" / RUN_LOCK_NAME, log=self._log)
+        self._using = False
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
+
+    # ------------------------------------------------------------------------------ the run lock
+
+    def close(self) -> None:
+        """Stop using the cache: release this object's share of the run lock (``cache gc`` waits for it)."""
+        if self._using:
+            self._using = False
+            self._run_lock.release_shared()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown; the OS releases the lock anyway
+            pass
+
+    def exclusive(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None):
+        """A context in which no other process uses the cache: what :meth:`gc` holds while it removes.
+
+        While runs use the cache, waits (telling ``on_wait``, default ``log``, which) or, without
+        ``wait``, raises :class:`~compressflow.executor.run_lock.CacheInUse` (exit status 2) naming them.
+        Hold it around computing what to keep, too: a run started meanwhile waits.
+        """
+        self._fix_links_above(self.root / "locks" / RUN_LOCK_NAME, outcome="removing the link")
+        return self._run_lock.exclusive(wait=wait, on_wait=on_wait)
+
+    def use(self) -> None:
+        """Take this object's share of the run lock now (once; creating the cache folder if need be).
+
+        Done by the first call that names an entry; until :meth:`close`, ``cache gc`` waits.
+
+        NOTE: even a plan of a fresh cache takes it: the run that follows writes entries that its
+        later stages read, and gc must not slip in between.
+        """
+        if self._using:
+            return
+        self._fix_links_above(self.root / "locks" / RUN_LOCK_NAME, outcome="removing the link")
+        self._run_lock.acquire_shared(on_wait=self._log)
+        self._using = True
 
     # ------------------------------------------------------------------------------ links
 
@@ -177,6 +221,7 @@ class Cache:
     def entry_dir(self, key: str) -> Path:
         """Where the entry of ``key`` lives: ``root/entries/<key[:2]>/<key>``. Rejects non-keys."""
         check_key(key)
+        self.use()
         return self._entries_root / key[:2] / key
 
     def status(self, key: str) -> Status:
@@ -242,6 +287,7 @@ class Cache:
 
     def _key_lock(self, key: str, stage: str) -> KeyLock:
         check_key(key)
+        self.use()
         self._fix_links_above(self.root / "locks" / f"{key}.lock", outcome="removing the link")
         return KeyLock(self.root / "locks" / f"{key}.lock", stage=stage,
                        subject=f"stage '{stage}' (key {short_key(key)})", log=self._log)
@@ -407,30 +453,34 @@ class Cache:
                 self._report_and_remove(path, key, check, stage=check.stage, outcome="removing it")
         return problems
 
-    def gc(self, keep: Iterable[str]) -> tuple[int, int]:
+    def gc(self, keep: Iterable[str], *, wait: bool = True,
+           on_wait: Callable[[str], None] | None = None) -> tuple[int, int]:
         """Remove every entry whose key is not in ``keep``, stale temporary directories, and links
         where the cache's folders belong (the links only, reported).
 
-        Entries whose lock another process holds are left alone. Returns (entries removed,
-        bytes freed, temporary directories included).
+        Holds the run lock exclusively (see :meth:`exclusive`: waits for live runs, or raises
+        :class:`~compressflow.executor.run_lock.CacheInUse` without ``wait``); entries whose lock
+        another process holds are left alone too. Returns (entries removed, bytes freed,
+        temporary directories included).
         """
         keep = set(keep)
         removed = freed = 0
-        for link in self._foreign_links():
-            self._report_link(link, "removing the link")
-            self._unlink(link)
-        for key, path, misplaced in self._entry_dirs():
-            if key in keep and not misplaced:
-                continue
-            key_lock = self._key_lock(key, "cache gc")
-            if not key_lock.acquire(blocking=False):
-                continue
-            try:
-                freed += self._remove_entry(path, key)
-                removed += 1
-            finally:
-                key_lock.release(remove_file=not self._fs.exists(self.entry_dir(key)))
-        freed += self._clean_stale_temps()[1]
+        with self.exclusive(wait=wait, on_wait=on_wait):
+            for link in self._foreign_links():
+                self._report_link(link, "removing the link")
+                self._unlink(link)
+            for key, path, misplaced in self._entry_dirs():
+                if key in keep and not misplaced:
+                    continue
+                key_lock = self._key_lock(key, "cache gc")
+                if not key_lock.acquire(blocking=False):
+                    continue
+                try:
+                    freed += self._remove_entry(path, key)
+                    removed += 1
+                finally:
+                    key_lock.release(remove_file=not self._fs.exists(self.entry_dir(key)))
+            freed += self._clean_stale_temps()[1]
         return removed, freed
 
     def clean_stale_tmp(self) -> int:

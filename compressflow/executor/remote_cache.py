@@ -216,6 +216,7 @@ class RemoteCache:
         return entry
 
     def _check(self, key: str) -> _RemoteCheck:
+        self.local.use()  # NOTE: so that a `cache gc` of this machine waits for this run
         tagged = self._read_tagged(self._manifest_rel(key))
         if tagged is None:
             return _RemoteCheck(exists=False)
@@ -520,13 +521,29 @@ class RemoteCache:
                 self._report_and_remove(key, check, stage=check.stage, outcome="removing it")
         return problems
 
-    def gc(self, keep: Iterable[str]) -> tuple[int, int]:
+    def exclusive(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None):
+        """The run lock of the local copy, held exclusively: no run of this machine uses the cache meanwhile.
+
+        NOTE: runs on other machines hold no lock here; gc leaves only the keys whose lease is held.
+        """
+        return self.local.exclusive(wait=wait, on_wait=on_wait)
+
+    def close(self) -> None:
+        """Stop using the cache (the local copy's run lock)."""
+        self.local.close()
+
+    def gc(self, keep: Iterable[str], *, wait: bool = True,
+           on_wait: Callable[[str], None] | None = None) -> tuple[int, int]:
         """Remove every entry whose key is not in ``keep``, and uploads no manifest names.
 
-        Keys whose lease another process holds are left alone. The local copy is collected
-        the same way. Returns (entries removed, bytes freed).
+        Keys whose lease another process holds are left alone; runs of this machine are waited
+        for (see :meth:`exclusive`). The local copy is collected the same way. Returns
+        (entries removed, bytes freed).
         """
-        keep = set(keep)
+        with self.exclusive(wait=wait, on_wait=on_wait):
+            return self._gc(set(keep))
+
+    def _gc(self, keep: set[str]) -> tuple[int, int]:
         removed = freed = 0
         for key, listing in sorted(self._listing().items()):
             with self._maybe_locked(key, "cache gc") as locked:
