@@ -10,6 +10,7 @@ from __future__ import annotations
 #: What every TensorFlow stage goes through: ``tfutil`` and what it calls (data splits, model checks).
 TF_CODE = (
     "compressflow.stages.tfutil", "compressflow.stages.prune", "compressflow.stages.options",
+    "compressflow.stages.batchnorm", "compressflow.stages.saved_model",
     "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
 )
 
@@ -17,11 +18,13 @@ TF_CODE = (
 EVALUATE_CODE = TF_CODE + (
     "compressflow.stages.gates", "compressflow.stages.model_measurements", "compressflow.stages.measure",
     "compressflow.stages.keras_artifacts", "compressflow.stages.litert_runner", "compressflow.stages.tflite_weights",
-    "compressflow.stages.report_table",
+    "compressflow.stages.report_table", "compressflow.stages.qat", "compressflow.stages.saved_model_run",
+    "compressflow.stages.tflite_convert",
 )
 
 #: Converting to TFLite and describing the result.
 TFLITE_CODE = (
     "compressflow.stages.keras_artifacts", "compressflow.stages.tflite_convert", "compressflow.stages.tflite_describe",
-    "compressflow.stages.tflite_weights", "compressflow.stages.litert_runner",
+    "compressflow.stages.tflite_weights", "compressflow.stages.litert_runner", "compressflow.stages.qat",
+    "compressflow.stages.saved_model_run", "compressflow.stages.measure",
 )

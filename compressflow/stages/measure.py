@@ -36,9 +36,29 @@ def accuracy(scores: np.ndarray, labels: np.ndarray, top_k: Iterable[int] = (1,)
     return result
 
 
+def predicted_classes(scores: np.ndarray) -> dict[str, Any]:
+    """The class a classifier predicts most often and the share of samples it predicts it for.
+
+    ``{}`` for outputs that are not class scores (one column, or not 2-D).
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] < 2 or len(scores) == 0:
+        return {}
+    counts = np.bincount(scores.argmax(axis=1), minlength=scores.shape[1])
+    top = int(counts.argmax())
+    return {"top_predicted_class": top, "top_predicted_share": float(counts[top] / len(scores))}
+
+
 def file_sizes(path: Path) -> dict[str, int]:
-    """Size of a model file and of its gzip compression (level 9, no timestamp)."""
-    data = Path(path).read_bytes()
+    """Size of a model file and of its gzip compression (level 9, no timestamp).
+
+    A folder (a SavedModel) counts as its files' bytes, one after another in name order.
+    """
+    path = Path(path)
+    if path.is_dir():
+        data = b"".join(item.read_bytes() for item in sorted(p for p in path.rglob("*") if p.is_file()))
+    else:
+        data = path.read_bytes()
     return {"file_bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0))}
 
 

@@ -1,4 +1,4 @@
-"""Keras -> TFLite conversion for every post-training method (imports TensorFlow).
+"""Keras (or plain SavedModel) -> TFLite conversion for every post-training method (imports TensorFlow).
 
 Methods:
 
@@ -45,6 +45,22 @@ def convert_keras_model(model, method: str, *, samples: np.ndarray | None = None
     from compressflow.stages.tfutil import import_tensorflow
 
     tf = import_tensorflow()
+    _check_arguments(method, samples, int8_io)
+    return _configured(tf.lite.TFLiteConverter.from_keras_model(model), method, samples, int8_io).convert()
+
+
+def convert_saved_model(path, method: str, *, signature: str, samples: np.ndarray | None = None,
+                        int8_io: bool = False) -> bytes:
+    """Convert the ``signature`` of a SavedModel folder to TFLite flatbuffer bytes with ``method``."""
+    from compressflow.stages.tfutil import import_tensorflow
+
+    tf = import_tensorflow()
+    _check_arguments(method, samples, int8_io)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[signature])
+    return _configured(converter, method, samples, int8_io).convert()
+
+
+def _check_arguments(method: str, samples, int8_io: bool) -> None:
     if method not in PTQ_METHODS:
         raise ValueError(f"unknown conversion method {method!r}; expected one of {', '.join(PTQ_METHODS)}")
     if method in CALIBRATED_METHODS and (samples is None or len(samples) == 0):
@@ -52,7 +68,12 @@ def convert_keras_model(model, method: str, *, samples: np.ndarray | None = None
     if int8_io and method != "int8":
         raise ValueError("int8 input/output goes with method 'int8'")
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+
+def _configured(converter, method: str, samples, int8_io: bool):
+    """``converter`` set up for ``method``."""
+    from compressflow.stages.tfutil import import_tensorflow
+
+    tf = import_tensorflow()
     if method != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if method == "float16":
@@ -67,4 +88,4 @@ def convert_keras_model(model, method: str, *, samples: np.ndarray | None = None
         converter.representative_dataset = _representative_dataset(samples)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return converter.convert()
+    return converter
