@@ -130,6 +130,12 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
 
+    def spec(self):
+        """How another process opens this cache (a picklable :class:`~compressflow.executor.cache_open.CacheSpec`)."""
+        from compressflow.executor.cache_open import CacheSpec
+
+        return CacheSpec(str(self.root), verify_reads=self.verify_reads)
+
     # ------------------------------------------------------------------------------ the run lock
 
     def close(self) -> None:

@@ -5,12 +5,14 @@
 * any other URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``):
   :class:`~compressflow.executor.remote_cache.RemoteCache`, with a local read-through copy.
 
-Both offer the same methods, so the executor does not care which one it has.
+Both offer the same methods, so the executor does not care which one it has. :class:`CacheSpec`
+(from ``cache.spec()``) is how a worker process or machine opens the same cache as the run.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,3 +47,30 @@ def open_cache_at(location: str | os.PathLike[str], *, log: Callable[[str], None
     from compressflow.executor.cache import Cache
 
     return Cache(local_path(location), log=log)
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """Everything needed to open a cache again elsewhere (picklable): what a stage's worker opens.
+
+    ``storage_options`` go to fsspec; ``local_dir`` is the read-through copy a run asked for (None: each
+    machine's default); ``verify_reads`` overrides the cache's own default when not None.
+    """
+
+    location: str
+    storage_options: dict[str, Any] | None = None
+    local_dir: str | None = None
+    verify_reads: bool | None = None
+
+    @classmethod
+    def of(cls, where: "CacheSpec | str | os.PathLike[str]") -> "CacheSpec":
+        """``where`` as a spec: a spec as it is, a folder or a URL with no options."""
+        return where if isinstance(where, CacheSpec) else cls(os.fspath(where))
+
+    def open(self, *, log: Callable[[str], None] | None = None):
+        """The cache this spec names."""
+        cache = open_cache_at(self.location, log=log, local_dir=Path(self.local_dir) if self.local_dir else None,
+                              storage_options=self.storage_options)
+        if self.verify_reads is not None:
+            cache.verify_reads = self.verify_reads
+        return cache

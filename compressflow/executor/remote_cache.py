@@ -130,6 +130,8 @@ class RemoteCache:
         self._log = log or logging.getLogger(__name__).warning
         self.store = open_store(url, storage_options)
         self.root = self.store.url
+        self._storage_options = dict(storage_options) if storage_options else None
+        self._asked_local_dir = str(local_dir) if local_dir else None  # NOTE: else each machine's own default
         self.local_dir = Path(local_dir) if local_dir else local_copy_dir(self.root)
         self.local = Cache(self.local_dir, log=self._log)
         self._refs = RefStore(PurePosixPath("refs"), _StoreFiles(self.store), self._log)  # type: ignore[arg-type]
@@ -138,6 +140,13 @@ class RemoteCache:
 
     def __repr__(self) -> str:
         return f"RemoteCache({self.root!r}, local_dir={str(self.local_dir)!r})"
+
+    def spec(self):
+        """How another process or machine opens this cache: URL, storage options, read-through copy, rehashing."""
+        from compressflow.executor.cache_open import CacheSpec
+
+        return CacheSpec(self.root, storage_options=self._storage_options, local_dir=self._asked_local_dir,
+                         verify_reads=self.verify_reads)
 
     # ------------------------------------------------------------------------------ names
 

@@ -21,6 +21,7 @@ from compressflow.executor.plan import CACHED, RUN, Plan
 from compressflow.executor.runners import Runner
 from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
 from compressflow.executor.cache_names import encode_name as safe_file_name
+from compressflow.executor.cache_open import CacheSpec
 from compressflow.executor.events import events_file
 from compressflow.stages.base import Artifact
 
@@ -56,7 +57,7 @@ class RunReport:
         return sum(1 for o in self.outcomes.values() if o.status == status)
 
 
-def make_task(plan: Plan, name: str, cache_root: str, verify: bool, log_dir: Path | None = None,
+def make_task(plan: Plan, name: str, cache: CacheSpec | str, verify: bool, log_dir: Path | None = None,
               run_dir: Path | None = None) -> StageTask:
     planned = plan.stages[name]
     inputs = {}
@@ -68,7 +69,7 @@ def make_task(plan: Plan, name: str, cache_root: str, verify: bool, log_dir: Pat
                 "config": plan.stages[s].stage.model_dump(mode="json")}
                for s in plan.stages if s in upstream]
     return StageTask(name=name, stage=planned.stage, key=planned.key.key, key_doc=planned.key.doc,
-                     inputs=inputs, cache_root=cache_root, env=plan.env,
+                     inputs=inputs, cache=CacheSpec.of(cache), env=plan.env,
                      seed=planned.key.doc["seed"], lineage=lineage, verify=verify,
                      force="forced" in planned.reasons,
                      stderr_log=str(log_dir / f"{safe_file_name(name)}.log") if log_dir else None,
@@ -117,7 +118,7 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
                     if getattr(plan.stages[name].stage, "driven_by_executor", False):
                         running[_drive(plan, name, cache, runner, reporter, verify, log_dir, run_dir)] = name
                         continue
-                    task = make_task(plan, name, str(cache.root), verify, log_dir, run_dir)
+                    task = make_task(plan, name, cache.spec(), verify, log_dir, run_dir)
                     running[runner.submit(task)] = name
                 elif state == "blocked":
                     pending.remove(name)

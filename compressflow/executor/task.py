@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from compressflow.errors import CompressflowError, GateFailed
+from compressflow.executor.cache_open import CacheSpec
 from compressflow.executor.capture import stderr_to_file
 from compressflow.executor.events import EventSink
 from compressflow.executor.parent_watch import check_parent
@@ -34,7 +35,7 @@ class StageTask:
     key: str
     key_doc: dict[str, Any]
     inputs: dict[str, InputRef | list[InputRef]]
-    cache_root: str
+    cache: CacheSpec  # NOTE: the whole spec (storage options, local copy), so workers open the run's cache
     env: Environment
     seed: int
     lineage: list[dict[str, Any]] = field(default_factory=list)
@@ -70,12 +71,10 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
     ``events`` replaces the sink of ``task.events_file`` (e.g. one that forwards events from
     a remote worker); it needs the methods of :class:`EventSink`.
     """
-    from compressflow.executor.cache_open import open_cache_at
-
     if events is None and task.events_file:
         events = EventSink(task.events_file, task.name)
     log = log or (events.log if events else _stage_printer(task.name))
-    cache = open_cache_at(task.cache_root, log=log)
+    cache = task.cache.open(log=log)
     started = time.perf_counter()
     try:
         if not task.force and cache.lookup(task.key, stage=task.name, verify=task.verify) is not None:

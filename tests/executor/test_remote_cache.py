@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,57 @@ def test_cli_runs_plans_and_maintains_a_cache_on_s3(tmp_path: Path, s3_url: str)
     collected = cli("cache", "gc", pipeline, "--cache", s3_url)
     assert collected.code == 0 and "removed 2 entries" in collected.out, collected.text  # two, and the damaged total
     assert {info.stage for info in cache.entries()} == {"one", "three"}
+
+
+# ---------------------------------------------------------------------------------- storage options
+
+
+class Quiet:
+    def stage_started(self, name): ...
+    def stage_finished(self, name, outcome): ...
+    def stage_blocked(self, name, reason): ...
+    def message(self, text): ...
+
+
+def test_workers_reach_the_store_through_the_runs_storage_options_alone(tmp_path: Path, s3_url: str,
+                                                                        s3_endpoint: str, monkeypatch) -> None:
+    from helpers import TOY_PIPELINE, write
+
+    from compressflow import api
+    from compressflow.executor.plan import make_plan
+    from compressflow.executor.runners import make_runner
+    from compressflow.executor.scheduler import run_plan
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the endpoint is known only to the options of this run
+    monkeypatch.setenv("TOY_RUN_LOG", str(tmp_path / "runs.log"))
+    options = {"client_kwargs": {"endpoint_url": s3_endpoint}}
+    pipeline = api.load(write(tmp_path / "toy.yaml", TOY_PIPELINE))
+    cache = open_cache_at(s3_url, local_dir=tmp_path / "copy", storage_options=options)
+    plan = make_plan(pipeline, cache, verify=True)
+    with make_runner(2) as runner:
+        report = run_plan(plan, cache, runner, Quiet(), verify=True)
+    assert report.ok, {name: outcome.error for name, outcome in report.outcomes.items()}
+    assert report.count("ran") == 4
+    ran = [line.split() for line in (tmp_path / "runs.log").read_text().splitlines()]
+    assert len({pid for _name, pid in ran} - {str(os.getpid())}) >= 1  # computed by worker processes
+    elsewhere = RemoteCache(s3_url, local_dir=tmp_path / "other-machine", storage_options=options)
+    assert {elsewhere.status(item.key.key) for item in plan.stages.values()} == {"hit"}
+    # the workers' read-through copy is the one the run asked for
+    assert {entry.key for entry in Cache(tmp_path / "copy").entries()} == {i.key.key for i in plan.stages.values()}
+
+
+def test_a_cache_spec_opens_the_same_cache_with_its_options(tmp_path: Path, s3_url: str, s3_endpoint: str) -> None:
+    import pickle
+
+    from compressflow.executor.cache_open import CacheSpec
+
+    options = {"client_kwargs": {"endpoint_url": s3_endpoint}}
+    remote = RemoteCache(s3_url, local_dir=tmp_path / "copy", storage_options=options)
+    remote.verify_reads = False
+    spec = pickle.loads(pickle.dumps(remote.spec()))
+    assert spec == CacheSpec(s3_url, storage_options=options, local_dir=str(tmp_path / "copy"), verify_reads=False)
+    again = spec.open()
+    assert isinstance(again, RemoteCache) and again.local_dir == tmp_path / "copy" and not again.verify_reads
+    assert RemoteCache(s3_url).spec().local_dir is None  # each machine keeps its own default copy
+    local = Cache(tmp_path / "local").spec().open()
+    assert isinstance(local, Cache) and local.root == tmp_path / "local"
