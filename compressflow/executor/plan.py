@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -11,6 +12,7 @@ from compressflow.errors import CompressflowError, PipelineError, Problem, Usage
 from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
 from compressflow.executor.keys import StageKey, stage_key
+from compressflow.fingerprints import HASH_STATE_NAME, save_pending, use_state
 from compressflow.gc_pause import cyclic_gc_paused
 from compressflow.stages.base import Environment, Stage
 
@@ -116,8 +118,12 @@ def make_plan(pipeline, cache, selection: Selection | None = None, *,
     ``verify`` their sha256 too, and an entry that fails is reported, removed and planned
     to run again (the plan then acts on the cache: use it for a run).
     """
+    # NOTE: file hashes are remembered beside the cache: an unchanged model or dataset is not reread.
+    use_state(Path(getattr(cache, "local", cache).root) / HASH_STATE_NAME)
     with cyclic_gc_paused():
-        return _make_plan(pipeline, cache, selection or Selection(), allow_outside_paths, verify)
+        plan = _make_plan(pipeline, cache, selection or Selection(), allow_outside_paths, verify)
+    save_pending()
+    return plan
 
 
 def _make_plan(pipeline, cache, selection: Selection, allow_outside_paths: bool, verify: bool) -> Plan:

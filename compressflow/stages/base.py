@@ -37,6 +37,8 @@ from typing import Annotated, Any, Callable, ClassVar, Literal, get_args, get_or
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from compressflow.fingerprints import file_sha256, tree_sha256  # noqa: F401  (re-exported)
+
 # --------------------------------------------------------------------------- references
 
 
@@ -460,21 +462,3 @@ def derive_seed(seed: int, name: str) -> int:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def tree_sha256(path: Path) -> str:
-    """Hash of a file, or of every file below a directory (names and bytes)."""
-    if path.is_file():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(item.relative_to(path).as_posix()).encode() + b"\0")
-        h.update(file_sha256(item).encode())
-    return h.hexdigest()
