@@ -16,7 +16,8 @@ Scheme (every step is one atomic request on S3-compatible stores, see
   compared), or at once when the holder is a process of this host that is no longer running.
 * **take over**: replace the stale lease only if it is still the version judged stale
   (``If-Match``); of several waiters exactly one wins. The takeover is reported.
-* **release**: stop the heartbeat and delete the lease only if it is still ours (``If-Match``).
+* **release**: stop the heartbeat and delete the lease only if it is still ours (``If-Match``; on a
+  server without conditional DELETE, by reading its version and deleting it if that is still ours).
 """
 
 from __future__ import annotations
@@ -152,8 +153,12 @@ class LeaseLock:
             lease, tag, self._lease, self._tag = self._lease, self._tag, None, None
         if lease is None or tag is None:
             return
+        conditional = self.store.conditional_delete
         try:
             self.store.delete_if(self.rel, tag)
+            if conditional and not self.store.conditional_delete:
+                self._log(f"the store {self.store.url} refuses conditional deletes: locks are released by "
+                          "reading each lease and deleting it while it is still ours")
         except OSError as exc:
             # NOTE: a lease we cannot delete only delays the next holder until it looks stale.
             self._log(f"could not release the lock on {self.subject}: {exc}")

@@ -31,6 +31,8 @@ _CHUNK = 1 << 20
 #: Protocols whose conditional writes are atomic on the server.
 ATOMIC_PROTOCOLS = frozenset({"s3", "s3a"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+#: What servers answer a conditional request they do not implement.
+_UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class ObjectStore:
         self.root = root
         self.protocol = protocol
         self.atomic = protocol in ATOMIC_PROTOCOLS
+        # False once the server refused a conditional DELETE: deletes then read, compare and delete.
+        self.conditional_delete = True
         # NOTE: the emulated conditional writes check and write in two steps; this lock makes
         # them atomic at least among the threads of this process (e.g. the in-memory store).
         self._emulation_lock = threading.Lock()
@@ -203,17 +207,25 @@ class ObjectStore:
             return self._tag_of(rel)
 
     def delete_if(self, rel: str, tag: str) -> bool:
-        """Delete the object only if its tag is still ``tag``; whether it was deleted."""
-        if self.atomic:
+        """Delete the object only if its tag is still ``tag``; whether it was deleted.
+
+        On a server without conditional DELETE (:attr:`conditional_delete` turns False at its first
+        refusal) the object's tag is read and the object deleted if it still matches: atomic no more,
+        but a lease or an entry still only goes when it is the version we hold.
+        """
+        if self.atomic and self.conditional_delete:
             try:
                 self._s3_call("delete_object", rel, IfMatch=tag)
             except FileNotFoundError:
                 return False
             except OSError as exc:
-                if _is_precondition_failure(exc) or _error_code(exc) == "NotImplemented":
+                if _is_precondition_failure(exc):
                     return False
-                raise
-            return True
+                if _error_code(exc) not in _UNSUPPORTED_CODES:
+                    raise
+                self.conditional_delete = False
+            else:
+                return True
         with self._emulation_lock:
             if self._tag_of(rel) != tag:
                 return False

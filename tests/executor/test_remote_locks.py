@@ -219,3 +219,64 @@ def test_ttl_comes_from_the_environment(monkeypatch, value: str, expected: float
 
     monkeypatch.setenv("COMPRESSFLOW_LEASE_TTL", value)
     assert lease_ttl() == expected
+
+
+# ---------------------------------------------------------------------------------- stores without conditional DELETE
+
+
+class RefusingConditionalDelete:
+    """The S3 file system of the test server, answering every conditional DELETE as a server lacking it does."""
+
+    def __init__(self, fs):
+        self._fs = fs
+        self.refused = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._fs, name)
+
+    def call_s3(self, operation: str, **kwargs):
+        if operation == "delete_object" and "IfMatch" in kwargs:
+            from botocore.exceptions import ClientError
+            from s3fs.errors import translate_boto_error
+
+            self.refused += 1
+            error = ClientError({"Error": {"Code": "NotImplemented", "Message": "A header you provided implies "
+                                           "functionality that is not implemented"}}, "DeleteObject")
+            raise translate_boto_error(error)
+        return self._fs.call_s3(operation, **kwargs)
+
+
+def refusing_store(url: str):
+    store = open_store(url)
+    store.fs = RefusingConditionalDelete(store.fs)
+    return store
+
+
+def test_lease_is_released_on_a_store_without_conditional_delete(s3_url: str) -> None:
+    key, messages = make_key("no-conditional-delete"), []
+    store = refusing_store(s3_url)
+    for _round in range(2):
+        holder = LeaseLock(store, f"locks/{key}.lease", stage="test", subject="test", log=messages.append, poll=0.05)
+        assert holder.acquire(blocking=False)
+        holder.release()
+        assert open_store(s3_url).read_tagged(f"locks/{key}.lease") is None   # the lease object is gone
+    assert store.fs.refused == 1                                               # asked once, then read-compare-delete
+    assert len([m for m in messages if "refuses conditional deletes" in m]) == 1, messages
+
+    waiter = Child("wait", s3_url, key)                                        # another process takes it at once
+    assert waiter.expect("acquired") == "acquired"
+    assert waiter.finish() == 0
+    assert not [line for line in waiter.seen if line.startswith("waiting")], waiter.seen
+
+
+def test_read_compare_delete_leaves_a_lease_taken_over_meanwhile(s3_url: str) -> None:
+    key, messages = make_key("taken-over"), []
+    store = refusing_store(s3_url)
+    holder = LeaseLock(store, f"locks/{key}.lease", stage="test", subject="test", log=messages.append)
+    assert holder.acquire(blocking=False)
+    current = store.read_tagged(f"locks/{key}.lease")
+    newer = Lease(token="n" * 32, pid=1, host="elsewhere", stage="newer", since=time.time(), ttl=60)
+    assert store.replace(f"locks/{key}.lease", newer.encode(), current.tag) is not None  # a takeover
+    holder.release()
+    left = open_store(s3_url).read_tagged(f"locks/{key}.lease")
+    assert left is not None and Lease.parse(left.data).token == newer.token
