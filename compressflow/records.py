@@ -14,6 +14,8 @@ A record belongs to its pipeline file, not to the pipeline's ``name:`` (see :fun
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compressflow.errors import UsageError
+from compressflow.errors import CompressflowError, UsageError
 
 RECORD_FILE = "run.json"
 RECORD_FORMAT = 1
@@ -213,14 +215,59 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- storage
 
 
+class RecordWriteError(CompressflowError):
+    """A run record cannot be written (the project's disk is full, read-only, ...): exit status 1."""
+
+    exit_code = 1
+
+
+_FULL_DISK = {errno.ENOSPC: "the disk holding it is full", errno.EDQUOT: "the disk quota there is used up"}
+
+
 def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
-    """Write ``run.json`` in ``run_dir`` atomically."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``run.json`` in ``run_dir`` atomically.
+
+    On any failure nothing is left behind: the temporary file is removed (and ``run_dir`` when this
+    call created it); a storage problem (disk full, read-only, ...) is a :class:`RecordWriteError`
+    saying which file and what to do.
+    """
+    text = json.dumps(record, indent=2, default=str, allow_nan=True)
     path = run_dir / RECORD_FILE
     tmp = run_dir / f".{RECORD_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str, allow_nan=True))
-    os.replace(tmp, path)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _discard(tmp, run_dir if created else None)
+        raise RecordWriteError(_storage_message(path, exc)) from None
+    except BaseException:
+        _discard(tmp, run_dir if created else None)
+        raise
     return path
+
+
+def _discard(tmp: Path, created_dir: Path | None) -> None:
+    """Remove a temporary record file, and the run folder if it was just made and is empty (best effort)."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+    if created_dir is not None:
+        with contextlib.suppress(OSError):
+            created_dir.rmdir()  # NOTE: only succeeds while empty: never removes a run's events or logs
+
+
+def _storage_message(path: Path, exc: OSError) -> str:
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    runs = path.parent.parent
+    if exc.errno in _FULL_DISK:
+        todo = (f"{_FULL_DISK[exc.errno]}: free space on it (old run records are in {runs}) "
+                "and run the same command again")
+    else:
+        todo = f"make {runs} writable and run the same command again"
+    return (f"cannot write the run record {path}: {reason}; {todo}; stages that finished are kept in the cache "
+            "and will not run again")
 
 
 def read_record(path: Path) -> dict[str, Any]:
