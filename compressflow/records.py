@@ -166,38 +166,41 @@ def stage_results(cache, key: str) -> dict[str, Any]:
     Evaluate stages: their whole ``metrics.json`` (``metrics``); select stages: their
     ``selection.json`` (``selection``) and table; other stages with a ``metrics.json``:
     its single values, training ``history`` and per-layer figures (``summary``).
+    Only these small files are read (``cache.entry_metadata``): never the entry's models.
     """
-    try:
-        entry = cache.entry_dir(key)
-        artifact = json.loads((entry / "artifact.json").read_text())
-    except (OSError, ValueError):
+    files = cache.entry_metadata(key, ["artifact.json", "metrics.json", "selection.json"])
+    artifact = _json_of(files.get("artifact.json"))
+    if not isinstance(artifact, dict):
         return {}
     out: dict[str, Any] = {"artifact": {k: v for k, v in artifact.items() if isinstance(v, _SCALAR)}}
-    metrics = _read_json(entry / "metrics.json")
-    selection = _read_json(entry / "selection.json")
+    metrics = _json_of(files.get("metrics.json"))
+    selection = _json_of(files.get("selection.json"))
+    table_name = None
     if selection is not None:
         out["selection"] = selection
-        table = entry / str(artifact.get("selection_table") or artifact.get("table") or "table.txt")
-        if table.is_file():
-            out["table"] = table.read_text()
+        table_name = str(artifact.get("selection_table") or artifact.get("table") or "table.txt")
     if isinstance(metrics, dict) and "models" in metrics:
         out["metrics"] = metrics
-        table = entry / str(artifact.get("table", "table.txt"))
-        if table.is_file():
-            out["table"] = table.read_text()
+        table_name = str(artifact.get("table", "table.txt"))
     elif isinstance(metrics, dict):
         summary = {k: v for k, v in metrics.items() if isinstance(v, _SCALAR)}
         for name in ("history", "layers"):
             if isinstance(metrics.get(name), dict):
                 summary[name] = metrics[name]
         out["summary"] = summary
+    if table_name is not None:
+        table = cache.entry_metadata(key, [table_name]).get(table_name)
+        if table is not None:
+            out["table"] = table.decode("utf-8", errors="replace")
     return out
 
 
-def _read_json(path: Path) -> Any:
+def _json_of(data: bytes | None) -> Any:
+    if data is None:
+        return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(data.decode("utf-8"))
+    except ValueError:  # NOTE: UnicodeDecodeError is a ValueError
         return None
 
 

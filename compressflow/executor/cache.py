@@ -29,6 +29,7 @@ Typical use by the executor::
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from compressflow.executor.cache_manifest import (
     KEY_DOC_NAME, MANIFEST_NAME, RESERVED_NAMES, EntryCheck, build_manifest, check_entry, encode_json)
 from compressflow.executor.cache_names import (
     check_key, doomed_entry_name, host_tag, is_key, short_key, temp_entry_name, temp_owner)
-from compressflow.executor.cache_refs import RefStore
+from compressflow.executor.cache_refs import RefRecord, RefStore
 from compressflow.executor.entry_paths import ARTIFACT_NAME, named_path_problems
 from compressflow.executor.locks import KeyLock, process_is_alive
 from compressflow.executor.run_lock import RUN_LOCK_NAME, RunLock
@@ -273,6 +274,18 @@ class Cache:
         if not check.ok:
             raise CacheError(f"cache entry {short_key(key)} is damaged: {check.summary()}")
         return _entry_from(key, path, check)
+
+    def entry_metadata(self, key: str, names: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of the files ``names`` of the entry of ``key`` that it holds, and no other file.
+
+        For records and listings: e.g. ``artifact.json`` and ``metrics.json`` without the model files.
+        Each one read is checked against its manifest record; {} when there is no valid entry.
+        """
+        try:
+            entry = self.read_entry(key)
+        except CacheError:
+            return {}
+        return read_listed_files(entry.files, names, lambda relative: entry.file(relative).read_bytes())
 
     # ------------------------------------------------------------------------------ locking
 
@@ -567,19 +580,45 @@ class Cache:
 
     # ------------------------------------------------------------------------------ refs
 
-    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any]) -> None:
-        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``."""
+    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any], variant: str = "") -> None:
+        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``,
+        and as the one of its ``variant`` (the run's overrides, ``""`` for none)."""
         try:
             self._fix_links_above(self._refs.path_for(scope, stage), outcome="removing the link")
-            self._refs.set(scope, stage, key, key_doc)
+            self._fix_links_above(self._refs.variant_path_for(scope, stage, variant), outcome="removing the link")
+            self._refs.set(scope, stage, key, key_doc, variant)
         except OSError as exc:
             raise self._write_error(exc) from exc
+
+    def remembered_refs(self) -> list[RefRecord]:
+        """Every remembered key (last ones and each variant's), for ``cache gc`` to keep."""
+        return self._refs.remembered()
 
     def get_ref(self, scope: str, stage: str) -> dict[str, Any] | None:
         """The record set by :meth:`set_ref` (``key``, ``key_doc``, ``updated``...), or None."""
         if self._link_above(self._refs.path_for(scope, stage)) is not None:
             return None  # never read through a link; set_ref removes it
         return self._refs.get(scope, stage)
+
+
+def read_listed_files(files: dict[str, dict[str, Any]], names: Iterable[str],
+                      read: Callable[[str], bytes]) -> dict[str, bytes]:
+    """``{name: bytes}`` of the ``names`` a manifest's ``files`` lists, each read with ``read(name)``.
+
+    A file that is absent or does not match its size and sha256 is left out, as if the entry had none.
+    """
+    out = {}
+    for name in dict.fromkeys(names):
+        record = files.get(name)
+        if record is None:
+            continue
+        try:
+            data = read(name)
+        except OSError:
+            continue
+        if len(data) == record["size"] and hashlib.sha256(data).hexdigest() == record["sha256"]:
+            out[name] = data
+    return out
 
 
 def _entry_from(key: str, path: Path, check: EntryCheck) -> CacheEntry:

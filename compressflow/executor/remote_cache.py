@@ -42,12 +42,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache import UNKNOWN_STAGE, Cache, CacheEntry, EntryInfo, EntryProblem, Status
+from compressflow.executor.cache import (
+    UNKNOWN_STAGE, Cache, CacheEntry, EntryInfo, EntryProblem, Status, read_listed_files)
 from compressflow.executor.cache_fs import TreeScan
 from compressflow.executor.cache_manifest import (
     KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, structure_problems)
 from compressflow.executor.cache_names import check_key, is_key, short_key
-from compressflow.executor.cache_refs import RefStore
+from compressflow.executor.cache_refs import RefRecord, RefStore
 from compressflow.executor.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
 from compressflow.executor.remote_locks import LeaseLock
 from compressflow.executor.remote_store import ObjectStore, Tagged, open_store
@@ -99,7 +100,7 @@ class _Damaged(Exception):
 
 
 class _StoreFiles:
-    """The three file operations :class:`RefStore` needs, on an object store."""
+    """The file operations :class:`RefStore` needs, on an object store."""
 
     def __init__(self, store: ObjectStore):
         self._store = store
@@ -112,6 +113,9 @@ class _StoreFiles:
 
     def read_bytes(self, path: PurePosixPath) -> bytes:
         return self._store.read(str(path))
+
+    def list_files(self, path: PurePosixPath) -> list[str]:
+        return list(self._store.list_files(str(path)))
 
 
 class RemoteCache:
@@ -223,6 +227,22 @@ class RemoteCache:
         if entry is None:
             raise CacheError(f"cache entry {short_key(key)} under {self.root} is damaged")
         return entry
+
+    def entry_metadata(self, key: str, names: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of the files ``names`` of the entry of ``key`` that it holds, and no other file.
+
+        Read from the local copy when it holds the entry, else straight from the store (the entry is
+        not downloaded): a record of a cached run reads manifests and metadata only. {} without a valid entry.
+        """
+        check_key(key)
+        if key in self._fetched:
+            return self.local.entry_metadata(key, names)
+        check = self._check(key)
+        if not check.ok:
+            return {}
+        upload_rel = f"{self._key_prefix(key)}/{check.manifest['upload']}"
+        return read_listed_files(check.manifest["files"], names,
+                                 lambda relative: self.store.read(f"{upload_rel}/{relative}"))
 
     def _check(self, key: str) -> _RemoteCheck:
         self.local.use()  # NOTE: so that a `cache gc` of this machine waits for this run
@@ -575,12 +595,20 @@ class RemoteCache:
 
     # ------------------------------------------------------------------------------ refs
 
-    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any]) -> None:
-        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``."""
+    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any], variant: str = "") -> None:
+        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``,
+        and as the one of its ``variant``."""
         try:
-            self._refs.set(scope, stage, key, key_doc)
+            self._refs.set(scope, stage, key, key_doc, variant)
         except OSError as exc:
             raise CacheError(f"cannot write the cache at {self.root}: {exc}") from exc
+
+    def remembered_refs(self) -> list[RefRecord]:
+        """Every remembered key on the store (last ones and each variant's)."""
+        try:
+            return self._refs.remembered()
+        except OSError as exc:
+            raise CacheError(f"cannot read the cache at {self.root}: {exc}") from exc
 
     def get_ref(self, scope: str, stage: str) -> dict[str, Any] | None:
         """The record set by :meth:`set_ref`, or None."""

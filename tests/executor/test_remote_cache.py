@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -303,7 +303,7 @@ def test_cli_runs_plans_and_maintains_a_cache_on_s3(tmp_path: Path, s3_url: str)
     assert damaged.code == 1 and "DAMAGED" in damaged.out and "(stage total)" in damaged.out, damaged.text
 
     write(tmp_path / "toy.yaml", TOY_PIPELINE.replace("value: 2", "value: 3"))
-    collected = cli("cache", "gc", pipeline, "--cache", s3_url)
+    collected = cli("cache", "gc", "--scope", pipeline, "--cache", s3_url)  # forgets the old two and total
     assert collected.code == 0 and "removed 2 entries" in collected.out, collected.text  # two, and the damaged total
     assert {info.stage for info in cache.entries()} == {"one", "three"}
 
@@ -360,3 +360,73 @@ def test_a_cache_spec_opens_the_same_cache_with_its_options(tmp_path: Path, s3_u
     assert RemoteCache(s3_url).spec().local_dir is None  # each machine keeps its own default copy
     local = Cache(tmp_path / "local").spec().open()
     assert isinstance(local, Cache) and local.root == tmp_path / "local"
+
+
+# ---------------------------------------------------------------------------------- metadata only
+
+
+class CountingReads:
+    """The store's file system, remembering the path of every object read."""
+
+    def __init__(self, fs):
+        self._fs = fs
+        self.paths: list[str] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._fs, name)
+
+    def cat_file(self, path, *args, **kwargs):
+        self.paths.append(str(path))
+        return self._fs.cat_file(path, *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        self.paths.append(str(path))
+        return self._fs.open(path, *args, **kwargs)
+
+    async def _call_s3(self, method, *args, **kwargs):
+        if method == "get_object":
+            self.paths.append(str(kwargs.get("Key")))
+        return await self._fs._call_s3(method, *args, **kwargs)
+
+
+MODELS = """
+version: 1
+name: models
+stages:
+  base: {type: toy_file, path: data.txt}
+  big:  {type: toy_scale, model: base, factor: 2, blob_kib: 64}
+  more: {type: toy_scale, model: big, factor: 3, blob_kib: 64}
+"""
+
+
+def test_record_of_a_cached_run_reads_only_manifests_and_metadata(tmp_path: Path, s3_url: str) -> None:
+    from helpers import write
+
+    from compressflow import api
+    from compressflow.executor.plan import make_plan
+    from compressflow.executor.runners import make_runner
+    from compressflow.executor.scheduler import run_plan
+    from compressflow.run_session import RunSession
+
+    write(tmp_path / "data.txt", "twelve chars")
+    pipeline = api.load(write(tmp_path / "models.yaml", MODELS))
+    assert api.run(pipeline, cache_dir=s3_url, reporter=Quiet()).ok
+
+    cache = RemoteCache(s3_url, local_dir=tmp_path / "fresh-machine")
+    cache.verify_reads = False
+    reads = CountingReads(cache.store.fs)
+    cache.store.fs = reads
+    plan = make_plan(pipeline, cache)
+    assert {item.action for item in plan.stages.values()} == {"cached"}
+    session = RunSession(pipeline, plan, cache, ["run"], Quiet(), origin="python")
+    session.start()
+    with make_runner(1) as runner:
+        report = run_plan(plan, cache, runner, Quiet(), run_dir=session.dir)
+    record = session.finish(report)
+
+    assert record["status"] == "ok" and record["stages"]["big"]["status"] == "cached"
+    assert record["stages"]["big"]["artifact"]["value"] == 24.0      # read from the store's artifact.json
+    names = [PurePosixPath(path).name for path in reads.paths]
+    assert "blob.bin" not in names and "value.json" not in names, reads.paths   # no model file was read
+    assert names.count("artifact.json") == 3
+    assert not (tmp_path / "fresh-machine" / "entries").exists()   # nothing was downloaded
