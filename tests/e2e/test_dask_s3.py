@@ -230,6 +230,29 @@ def test_python_api_runs_on_a_dask_cluster(tmp_path: Path, s3_url: str, cluster,
     assert sorted(runs(cluster_log)) == ["base", "fast", "slow", "total"]
 
 
+def test_dask_workers_reach_the_store_through_the_runs_storage_options_alone(tmp_path: Path, s3_url: str,
+                                                                             s3_endpoint: str, monkeypatch) -> None:
+    from compressflow.executor.cache_open import open_cache_at
+    from compressflow.executor.dask_runner import DaskRunner
+    from compressflow.executor.plan import make_plan
+    from compressflow.executor.scheduler import run_plan
+
+    # NOTE: the cluster's workers start without the endpoint: only this run's storage options know it.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("TOY_RUN_LOG", str(tmp_path / "runs.log"))
+    monkeypatch.setenv("COMPRESSFLOW_PLUGINS", PLUGINS)
+    options = {"client_kwargs": {"endpoint_url": s3_endpoint}}
+    pipeline = compressflow.api.load(write(tmp_path / "kill.yaml", KILL.replace("sleep: 3", "sleep: 0")))
+    cache = open_cache_at(s3_url, storage_options=options)
+    plan = make_plan(pipeline, cache, verify=True)
+    with DaskRunner(workers=1) as runner:
+        report = run_plan(plan, cache, runner, Quiet(), verify=True)
+    assert report.ok, {name: outcome.error for name, outcome in report.outcomes.items()}
+    assert sorted(runs(tmp_path / "runs.log")) == ["base", "fast", "slow", "total"]
+    elsewhere = RemoteCache(s3_url, local_dir=tmp_path / "check", storage_options=options)
+    assert {elsewhere.status(item.key.key) for item in plan.stages.values()} == {"hit"}
+
+
 # ---------------------------------------------------------------------------------- usage errors
 
 
