@@ -57,15 +57,25 @@ def _size(n: int) -> str:
 
 def run(args) -> int:
     pipelines = _load_all(args.pipelines)
-    if args.cache_command == "gc" and not pipelines:
-        raise UsageError("cache gc needs the pipeline files whose entries to keep, "
-                         "e.g. compressflow cache gc pipelines/*.yaml")
+    if args.cache_command == "gc":
+        _check_gc_args(args, pipelines)
     cache = _cache_for(args, pipelines)
     if args.cache_command == "ls":
         return _ls(cache)
     if args.cache_command == "verify":
         return _verify(cache, args.remove)
-    return _gc(cache, pipelines, wait=not getattr(args, "no_wait", False))
+    return _gc(cache, pipelines, args)
+
+
+def _check_gc_args(args, pipelines) -> None:
+    modes = [flag for flag, on in (("--scope", args.scope), ("--unreferenced", args.unreferenced),
+                                   ("--only-given", args.only_given)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"cache gc takes one of --scope, --unreferenced and --only-given, not {' and '.join(modes)}")
+    if not pipelines and not args.unreferenced:
+        raise UsageError("cache gc needs the pipeline files whose entries to keep, "
+                         "e.g. compressflow cache gc pipelines/*.yaml (or --unreferenced --cache DIR "
+                         "to remove only entries no run remembers)")
 
 
 def _ls(cache) -> int:
@@ -87,16 +97,39 @@ def _verify(cache, remove: bool) -> int:
     return EXIT_DAMAGED if problems and not remove else EXIT_OK
 
 
-def _gc(cache, pipelines, *, wait: bool) -> int:
-    from compressflow.executor.plan import make_plan
+def _gc(cache, pipelines, args) -> int:
+    from compressflow.executor.gc_selection import select_keep
 
-    keep: set[str] = set()
+    def keep():
+        return select_keep(cache, pipelines, scoped=args.scope or args.only_given,
+                           plan_pipelines=not args.unreferenced, all_scopes=args.only_given)
+
+    if args.dry_run:
+        return _gc_dry_run(cache, keep())
     # NOTE: exclusive while deciding too: a run that starts now waits, so it cannot plan on an entry
     # that gc is about to remove; the message is flushed at once, as gc may wait for hours.
-    with cache.exclusive(wait=wait, on_wait=lambda message: print(message, flush=True)):
-        for pipeline in pipelines:
-            keep |= {s.key.key for s in make_plan(pipeline, cache).stages.values()}
-        removed, freed = cache.gc(keep)
-    print(f"removed {removed} entries ({_size(freed)}); kept {len(keep)} used by "
-          f"{len(pipelines)} pipeline{'s' if len(pipelines) != 1 else ''}")
+    with cache.exclusive(wait=not args.no_wait, on_wait=lambda message: print(message, flush=True)):
+        selection = keep()
+        removed, freed = cache.gc(selection.keep)
+    print(f"removed {removed} entries ({_size(freed)}); kept {len(selection.keep)}: {_kept_text(selection, pipelines)}")
     return EXIT_OK
+
+
+def _gc_dry_run(cache, selection) -> int:
+    doomed = sorted((e for e in cache.entries() if e.key not in selection.keep), key=lambda e: (e.stage, e.key))
+    for entry in doomed:
+        print(f"would remove {entry.key[:12]}  {entry.stage:<28} {_size(entry.size):>10}")
+    print(f"would remove {len(doomed)} entries ({_size(sum(e.size for e in doomed))}) from {cache.root}; "
+          "nothing removed (--dry-run)")
+    return EXIT_OK
+
+
+def _kept_text(selection, pipelines) -> str:
+    count = len(pipelines)
+    parts = [f"{len(selection.planned)} used by {count} pipeline{'s' if count != 1 else ''}"] if pipelines else []
+    if selection.all_scopes:
+        parts.append("no other runs' (--only-given)")
+    else:
+        others = " of other pipelines" if selection.scopes else ""
+        parts.append(f"{len(selection.remembered)} remembered by runs{others} (refs)")
+    return ", ".join(parts)

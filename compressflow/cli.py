@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="inspect or clean the cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
     for name, text in (("ls", "list entries"), ("verify", "rehash every entry and report damage"),
-                       ("gc", "remove entries no longer used by the given pipelines")):
+                       ("gc", "remove entries no run remembers and the given pipelines do not use")):
         c = cache_sub.add_parser(name, help=text)
         c.add_argument("pipelines", nargs="*", help="pipeline files whose cache to use (gc keeps what they use; "
                                                     "default: the cache in .compressflow here or one folder down)")
@@ -161,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "gc":
             c.add_argument("--no-wait", action="store_true",
                            help="exit with status 2 instead of waiting while runs use the cache")
+            c.add_argument("--dry-run", action="store_true",
+                           help="list what would be removed (keys, stages, sizes) and remove nothing")
+            c.add_argument("--scope", action="store_true",
+                           help="forget what earlier runs of the given pipelines remember (their old --set "
+                                "variants); keep their current plans and every other pipeline's entries")
+            c.add_argument("--unreferenced", action="store_true",
+                           help="remove only entries no run remembers (no pipeline needed with --cache)")
+            c.add_argument("--only-given", action="store_true",
+                           help="keep only what the given pipelines use now; every other pipeline's, "
+                                "project's and variant's entries are removed")
     return parser
 
 

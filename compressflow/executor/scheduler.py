@@ -19,6 +19,7 @@ import networkx as nx
 from compressflow.errors import CacheError
 from compressflow.executor.plan import CACHED, RUN, Plan
 from compressflow.executor.runners import Runner
+from compressflow.executor.variants import variant_of
 from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
 from compressflow.executor.cache_names import encode_name as safe_file_name
 from compressflow.executor.cache_open import CacheSpec
@@ -172,7 +173,7 @@ def _after_success(plan: Plan, cache, name: str, report: RunReport, reporter: Re
     """Remember the key for ``plan`` explanations and publish outputs written on every run."""
     item = plan.stages[name]
     try:
-        cache.set_ref(plan.pipeline.name, name, item.key.key, item.key.doc)
+        cache.set_ref(plan.pipeline.name, name, item.key.key, item.key.doc, variant_of(plan.pipeline))
     except CacheError as exc:  # a read-only shared cache still serves its entries
         reporter.message(f"{name}: not remembered for `compressflow plan` explanations: {exc}")
     if not item.stage.always_publish:

@@ -122,7 +122,8 @@ def test_gc_waits_for_a_run_in_progress_and_removes_nothing_it_uses(busy_run):
     a_entry = entry_dirs(pipeline, cache)["a"]
     assert a_entry.is_dir()  # committed: c will read it once w is done
 
-    gc = spawn_cli("cache", "gc", pipeline.parent / "other.yaml", "--cache", cache, env={"PYTHONUNBUFFERED": "1"})
+    gc = spawn_cli("cache", "gc", "--only-given", pipeline.parent / "other.yaml", "--cache", cache,
+                   env={"PYTHONUNBUFFERED": "1"})
     first_line = gc.stdout.readline()  # the waiting message, or (before the run lock) gc's summary
     assert a_entry.is_dir(), "gc removed an entry the run is about to read"
     release.touch()
@@ -156,7 +157,7 @@ def test_a_run_from_python_leaves_the_cache_to_gc_once_it_returns(tmp_path: Path
     write(tmp_path / "p" / "other.yaml", OTHER)
     assert compressflow.api.run(pipeline, reporter=LineReporter(io.StringIO()), echo=None).ok
 
-    gc = cli("cache", "gc", pipeline.parent / "other.yaml", "--no-wait")
+    gc = cli("cache", "gc", "--only-given", pipeline.parent / "other.yaml", "--no-wait")
 
     assert gc.code == 0 and "removed 3 entries" in gc.out, gc.text  # the run no longer holds the run lock
 
