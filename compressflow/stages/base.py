@@ -290,6 +290,12 @@ class Dataset(_TypeNamed):
     type: str
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0,
                                        description="Share of the samples held out for validation.")
+    task: Literal["classification", "multilabel", "regression"] | None = Field(
+        None, description="What the labels are: decides the default loss and the metrics evaluate measures. "
+                          "Default: inferred from the labels: float labels with non-integer values, or float "
+                          "labels for a model with one output, are a regression; integer labels a "
+                          "classification; 2-D labels of 0s and 1s multilabel (one-hot rows: classification).")
+
 
     path_fields: ClassVar[dict[str, str]] = {}
     module_fields: ClassVar[dict[str, str]] = {}

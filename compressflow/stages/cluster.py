@@ -42,24 +42,25 @@ epochs: 3
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.objective import training_objective, validation_summary
 
         tfutil.seed_everything(ctx.seed)
         model = tfutil.load_input_model(ctx)
         splits = load_splits(ctx.dataset(self.data), ctx.env)
         tfutil.check_data_fits(model, splits, self.data)
+        objective = training_objective(self, model, splits, ctx)
         wrapped, clustered, skipped = cluster_layers(model, self, ctx.log, tfutil.details_printer(ctx.name))
-        from_logits = tfutil.outputs_logits(model)
         tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             from_logits=from_logits)
+                             objective=objective)
         training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
                               early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         stripped = tfutil.tfmot().clustering.keras.strip_clustering(wrapped)
         stats = tfutil.kernel_stats(stripped)
         unique = {name: s["unique"] for name, s in stats.items() if name.split("/")[0] in clustered}
-        final = tfutil.evaluate(stripped, splits, from_logits=from_logits)
+        final = tfutil.evaluate(stripped, splits, objective=objective)
         sparsity = tfutil.overall_sparsity(stats)
         ctx.log("unique weights " + ", ".join(f"{name} {count}" for name, count in unique.items())
-                + f"; sparsity {sparsity:.4f}; val_accuracy {final.get('val_accuracy', float('nan')):.4f}")
+                + f"; sparsity {sparsity:.4f}; {validation_summary(final)}")
         ctx.write_json("metrics.json", {**final, "unique_weights": unique, "sparsity": sparsity,
                                         "number_of_clusters": self.number_of_clusters, "skipped": skipped,
                                         "epochs_run": training["epochs_run"], "history": training["history"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -16,7 +17,8 @@ from compressflow.stages.registry import register_stage
 
 @register_stage
 class DistillStage(TrainingOptions, Stage):
-    """loss = alpha * hard-label loss + (1 - alpha) * T^2 * KL(teacher_T || student_T)."""
+    """loss = alpha * hard-label loss + (1 - alpha) * T^2 * KL(teacher_T || student_T); for a regression the
+    soft loss is the mean squared difference between the teacher's and the student's outputs."""
 
     example: ClassVar[str] = """\
 teacher: trained
@@ -44,6 +46,8 @@ epochs: 20
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.objective import training_objective, validation_summary
+        from compressflow.stages.tasks import REGRESSION
 
         tfutil.seed_everything(ctx.seed)
         teacher = tfutil.load_input_model(ctx, "teacher")
@@ -57,17 +61,19 @@ epochs: 20
         teacher_logits = (tfutil.outputs_logits(teacher) if self.teacher_outputs == "auto"
                           else self.teacher_outputs == "logits")
         student_logits = tfutil.outputs_logits(student)
-        teacher_scores = tfutil.evaluate(teacher, splits, from_logits=teacher_logits)
-        before = tfutil.evaluate(student, splits, from_logits=student_logits)
-        ctx.log(f"teacher val_accuracy {teacher_scores.get('val_accuracy', float('nan')):.4f} "
-                f"({'logits' if teacher_logits else 'probabilities'}); student before "
-                f"{before.get('val_accuracy', float('nan')):.4f} ({'logits' if student_logits else 'probabilities'})")
+        objective = training_objective(self, student, splits, ctx, from_logits=student_logits)
+        teacher_scores = tfutil.evaluate(teacher, splits, objective=replace(objective, from_logits=teacher_logits))
+        before = tfutil.evaluate(student, splits, objective=objective)
+        ctx.log(f"teacher {validation_summary(teacher_scores)} ({'logits' if teacher_logits else 'probabilities'}); "
+                f"student before {validation_summary(before)} ({'logits' if student_logits else 'probabilities'})")
         distiller = make_distiller(student, teacher, temperature=self.temperature, alpha=self.alpha,
-                                   teacher_logits=teacher_logits, student_logits=student_logits)
+                                   teacher_logits=teacher_logits, student_logits=student_logits,
+                                   hard_loss=objective.loss_object(), metrics=objective.metric_objects(),
+                                   soft="mse" if objective.task == REGRESSION else "kl")
         distiller.compile(optimizer=tfutil.make_optimizer(self.optimizer, self.learning_rate))
         training = tfutil.fit(distiller, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
                               early_stopping=self.early_stopping, learning_rate=self.learning_rate)
-        after = tfutil.evaluate(student, splits, from_logits=student_logits)
+        after = tfutil.evaluate(student, splits, objective=objective)
         ctx.log("student after  " + "  ".join(f"{key} {value:.4f}" for key, value in after.items()))
         history = training["history"]
         ctx.write_json("metrics.json", {
@@ -79,13 +85,15 @@ epochs: 20
 
 
 def make_distiller(student, teacher, *, temperature: float, alpha: float, teacher_logits: bool,
-                   student_logits: bool):
+                   student_logits: bool, hard_loss=None, metrics=None, soft: str = "kl"):
     """A Keras model whose ``fit`` trains ``student`` against ``teacher`` (frozen).
 
-    loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
+    loss = alpha * hard_loss(labels, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
     where t and s are logits; a model that outputs probabilities gives log-probabilities
-    as logits (softmax of log p is p). Reported metrics: ``loss``, ``hard_loss``,
-    ``soft_loss`` and ``accuracy`` (of the student).
+    as logits (softmax of log p is p). With ``soft="mse"`` (a regression) the soft loss is the
+    mean squared difference of the two models' outputs. ``hard_loss`` defaults to sparse categorical
+    cross-entropy, ``metrics`` (tf-keras metric objects, fed the student's outputs) to accuracy.
+    Reported: ``loss``, ``hard_loss``, ``soft_loss`` and the metrics (of the student).
     """
     from compressflow.stages.tfutil import import_tensorflow, keras
 
@@ -100,29 +108,37 @@ def make_distiller(student, teacher, *, temperature: float, alpha: float, teache
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.trackers = [k.metrics.Mean(name=n) for n in ("loss", "hard_loss", "soft_loss")]
-            self.accuracy = k.metrics.SparseCategoricalAccuracy(name="accuracy")
+            self.hard_loss = hard_loss or k.losses.SparseCategoricalCrossentropy(from_logits=student_logits)
+            self.student_metrics = list(metrics) if metrics is not None else [
+                k.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
         @property
         def metrics(self):
-            return [*self.trackers, self.accuracy]
+            return [*self.trackers, *self.student_metrics]
 
         def call(self, inputs, training=False):
             return self.student(inputs, training=training)
 
         def _distillation_losses(self, x, y, training: bool):
-            t = as_logits(self.teacher(x, training=False), teacher_logits)
-            s = as_logits(self.student(x, training=training), student_logits)
-            hard = tf.reduce_mean(k.losses.sparse_categorical_crossentropy(y, s, from_logits=True))
+            teacher_outputs = self.teacher(x, training=False)
+            outputs = self.student(x, training=training)
+            hard = self.hard_loss(y, outputs)
+            if soft == "mse":
+                soft_loss = tf.reduce_mean(tf.square(tf.cast(teacher_outputs, outputs.dtype) - outputs))
+                return alpha * hard + (1.0 - alpha) * soft_loss, hard, soft_loss, outputs
+            t = as_logits(teacher_outputs, teacher_logits)
+            s = as_logits(outputs, student_logits)
             soft_teacher = tf.nn.softmax(t / temperature)
             kl = tf.reduce_sum(soft_teacher * (tf.nn.log_softmax(t / temperature)
                                                - tf.nn.log_softmax(s / temperature)), axis=-1)
-            soft = tf.reduce_mean(kl) * temperature ** 2
-            return alpha * hard + (1.0 - alpha) * soft, hard, soft, s
+            soft_loss = tf.reduce_mean(kl) * temperature ** 2
+            return alpha * hard + (1.0 - alpha) * soft_loss, hard, soft_loss, outputs
 
-        def _report(self, values, y, logits):
+        def _report(self, values, y, outputs):
             for tracker, value in zip(self.trackers, values):
                 tracker.update_state(value)
-            self.accuracy.update_state(y, logits)
+            for metric in self.student_metrics:
+                metric.update_state(y, outputs)
             return {m.name: m.result() for m in self.metrics}
 
         def train_step(self, data):

@@ -32,10 +32,9 @@ early_stopping: {monitor: val_accuracy, patience: 3}
     type: Literal["fine_tune"] = "fine_tune"
     model: StageName
     data: DatasetName
-    loss: str = Field("sparse_categorical_crossentropy", description="Keras loss name.")
     from_logits: bool | None = Field(
-        None, description="Whether the model outputs logits (default: detected from its last activation).")
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="Keras metrics to report.")
+        None, description="Whether the model outputs logits, for a cross-entropy `loss` that does not say "
+                          "(default: detected from its last activation).")
     preserve_sparsity: bool = Field(True, description="Keep weights that are zero in the input at zero.")
     preserve_clusters: bool = Field(
         True, description="Keep the weight clusters of clustered kernels "
@@ -44,6 +43,7 @@ early_stopping: {monitor: val_accuracy, patience: 3}
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.objective import training_objective
 
         tfutil.seed_everything(ctx.seed)
         model = tfutil.load_input_model(ctx)
@@ -54,15 +54,16 @@ early_stopping: {monitor: val_accuracy, patience: 3}
                                                    clusters=self.preserve_clusters)
         _log_constraints(ctx, constraints)
         from_logits = tfutil.outputs_logits(model) if self.from_logits is None else self.from_logits
-        tfutil.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate, loss=self.loss,
-                             metrics=self.metrics, from_logits=from_logits)
+        objective = training_objective(self, model, splits, ctx, from_logits=from_logits)
+        tfutil.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                             objective=objective)
         keeper = [tfutil.structure_keeper(constraints)] if constraints else []
         training = tfutil.fit(model, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
                               callbacks=keeper, early_stopping=self.early_stopping,
                               learning_rate=self.learning_rate)
         after = tfutil.kernel_stats(model)
         self._check_kept(before, after, clustered={c["name"] for c in constraints if c["index"] is not None})
-        final = tfutil.evaluate(model, splits, loss=self.loss, from_logits=from_logits)
+        final = tfutil.evaluate(model, splits, objective=objective)
         sparsity = tfutil.overall_sparsity(after)
         ctx.log("final  " + "  ".join(f"{key} {value:.4f}" for key, value in final.items())
                 + f"  sparsity {sparsity:.4f}")

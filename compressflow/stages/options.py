@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from compressflow.stages.losses import LossSpec, MetricSpecs
 
 
 class EarlyStopping(BaseModel):
@@ -33,6 +35,36 @@ class TrainingOptions(BaseModel):
         False, description="Write TensorBoard logs of the training (for prune, with tfmot's pruning summaries) "
                            "to `.compressflow/runs/<run>/tensorboard/<stage>` when the stage runs. "
                            "Not part of the cache key: a cached stage writes none.")
+    loss: LossSpec | None = Field(
+        None, description="What training minimises: a tf-keras loss in any spelling tf-keras accepts (`mse`, "
+                          "`mean_squared_error`, `MeanSquaredError`), a mapping `{name: Huber, delta: 2.0}` (the "
+                          "other keys are the class's arguments) or `module:function` (beside the pipeline or "
+                          "installed). Default: from the dataset's task: sparse categorical cross-entropy for "
+                          "classification (categorical for one-hot labels, binary for one output), binary "
+                          "cross-entropy for multilabel, mean squared error for regression.",
+        examples=["mse"])
+    metrics: MetricSpecs | None = Field(
+        None, description="Metrics reported while training, in the same forms as `loss` (a `module:function` "
+                          "takes numpy arrays `(y_true, y_pred)` and returns a number). Default: from the "
+                          "dataset's task: `[accuracy]`, `[binary_accuracy]` for multilabel, `[mae]` for "
+                          "regression.",
+        examples=[["mae"]])
+
+    def check(self, env) -> list:
+        """The modules of a ``module:function`` loss or metric must be there (beside the pipeline or installed)."""
+        from compressflow.stages.losses import function_problems
+
+        return [*super().check(env), *function_problems(self, env)]  # type: ignore[misc]
+
+    def fingerprint(self, env) -> dict[str, Any]:
+        """The source of the modules of a ``module:function`` loss or metric (found without importing them)."""
+        from compressflow.stages.losses import function_specs, functions_fingerprint
+
+        found = dict(super().fingerprint(env))  # type: ignore[misc]
+        names = function_specs(self.loss) + function_specs(self.metrics)
+        if names:
+            found["functions"] = functions_fingerprint(names, env.pipeline_dir)
+        return found
 
 
 class LayerSelection(BaseModel):

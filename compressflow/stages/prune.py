@@ -110,17 +110,18 @@ exclude: [probs]
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.objective import training_objective, validation_summary
 
         tfutil.seed_everything(ctx.seed)
         model = tfutil.load_input_model(ctx)
         splits = load_splits(ctx.dataset(self.data), ctx.env)
         tfutil.check_data_fits(model, splits, self.data)
+        objective = training_objective(self, model, splits, ctx)
         steps_per_epoch = -(-len(splits.x_train) // self.batch_size)
         schedule, plan = build_schedule(self, steps_per_epoch * self.epochs, steps_per_epoch, ctx.log)
         wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log, tfutil.details_printer(ctx.name))
-        from_logits = tfutil.outputs_logits(model)
         tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             from_logits=from_logits)
+                             objective=objective)
         callbacks = [tfutil.tfmot().sparsity.keras.UpdatePruningStep()]
         if ctx.tensorboard_dir is not None:  # training metrics and each layer's sparsity over the steps
             ctx.log(f"TensorBoard logs with pruning summaries: {ctx.tensorboard_dir}")
@@ -130,10 +131,10 @@ exclude: [probs]
         stripped = tfutil.tfmot().sparsity.keras.strip_pruning(wrapped)
         per_layer, overall = achieved_sparsity(stripped, pruned)
         target = target_sparsity(self)
-        final = tfutil.evaluate(stripped, splits, from_logits=from_logits)
+        final = tfutil.evaluate(stripped, splits, objective=objective)
         ctx.log(f"achieved sparsity {overall:.4f} (target {target:.4f}) over "
                 + ", ".join(f"{name} {value:.4f}" for name, value in per_layer.items())
-                + f"; val_accuracy {final.get('val_accuracy', float('nan')):.4f}")
+                + f"; {validation_summary(final)}")
         ctx.write_json("metrics.json", {**final, "sparsity": overall, "target_sparsity": target,
                                         "layers": per_layer, "skipped": skipped, "schedule": plan,
                                         "epochs_run": training["epochs_run"], "history": training["history"],

@@ -113,7 +113,7 @@ representative_samples: 200
     def key_config(self):
         config = super().key_config()
         if self.method != "qat":  # training options do not change a conversion
-            for name in ("epochs", "batch_size", "optimizer", "learning_rate", "early_stopping"):
+            for name in ("epochs", "batch_size", "optimizer", "learning_rate", "early_stopping", "loss", "metrics"):
                 config.pop(name, None)
         if self.method != "litert":  # NOTE: keeps the keys of converter stages as they were
             for name in LITERT_FIELDS:
@@ -168,6 +168,7 @@ representative_samples: 200
 
     def _train_quantization_aware(self, model, ctx) -> None:
         from compressflow.stages import keras_artifacts, qat, tfutil
+        from compressflow.stages.objective import training_objective
 
         source = ctx.input("model")
         from_logits = tfutil.outputs_logits(model)
@@ -178,14 +179,15 @@ representative_samples: 200
                               f"(scheme {self.scheme}): {exc}") from exc
         splits = self._splits(ctx)
         tfutil.check_data_fits(model, splits, self.data)
+        objective = training_objective(self, model, splits, ctx, from_logits=from_logits)
         tfutil.compile_model(quantized, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             from_logits=from_logits)
+                             objective=objective)
         ctx.log(f"quantization-aware training, scheme {self.scheme}, {self.epochs} epochs")
         history = tfutil.fit(quantized, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
                              early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         if self.scheme != "default":
             quantized = qat.as_default_scheme(quantized, keras_artifacts.load_keras_artifact(source), self.scheme)
-        final = tfutil.evaluate(quantized, splits, from_logits=from_logits)
+        final = tfutil.evaluate(quantized, splits, objective=objective)
         ctx.log("after QAT: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(final.items())))
         carried = {"trusted": True} if source.meta.get("trusted") else {}
         keras_artifacts.save_qat_model(quantized, ctx, method="qat", scheme=self.scheme,

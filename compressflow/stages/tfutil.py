@@ -297,26 +297,34 @@ def outputs_logits(model) -> bool:
     return output_activation(model) not in _PROBABILITY_ACTIVATIONS
 
 
-def make_loss(name: str, from_logits: bool):
-    """A tf-keras loss object by name; cross-entropies get ``from_logits``."""
-    k = keras()
-    cross_entropies = {"sparse_categorical_crossentropy": k.losses.SparseCategoricalCrossentropy,
-                       "categorical_crossentropy": k.losses.CategoricalCrossentropy,
-                       "binary_crossentropy": k.losses.BinaryCrossentropy}
-    if name in cross_entropies:
-        return cross_entropies[name](from_logits=from_logits)
-    return k.losses.get(name)
+def make_loss(spec, from_logits: bool):
+    """A tf-keras loss object for a loss spec (any tf-keras spelling, ``{name: ..., ...}`` or ``module:function``);
+    cross-entropies get ``from_logits`` unless the spec sets it. It reduces to one number per batch."""
+    from compressflow.stages.losses import build_loss
+
+    return build_loss(spec, from_logits=from_logits)
 
 
-def compile_model(model, *, optimizer: str = "adam", learning_rate: float = 1e-3,
-                  loss: str = "sparse_categorical_crossentropy", metrics: Iterable[str] = ("accuracy",),
-                  from_logits: bool | None = None):
-    """Compile ``model``; ``from_logits=None`` detects it from the last activation. Returns ``model``."""
-    if from_logits is None:
-        from_logits = outputs_logits(model)
-    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=make_loss(loss, from_logits),
-                  metrics=list(metrics))
+def compile_model(model, *, optimizer: str = "adam", learning_rate: float = 1e-3, objective=None,
+                  loss=None, metrics=None, from_logits: bool | None = None):
+    """Compile ``model`` for ``objective`` (a :class:`~compressflow.stages.objective.Objective`). Returns ``model``.
+
+    Without one, ``loss`` and ``metrics`` (specs; default: sparse categorical cross-entropy and
+    accuracy) make a classification objective; ``from_logits=None`` detects it from the last activation.
+    """
+    objective = objective or _plain_objective(model, loss, metrics, from_logits)
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate), loss=objective.loss_object(),
+                  metrics=objective.metric_objects())
     return model
+
+
+def _plain_objective(model, loss, metrics, from_logits):
+    from compressflow.stages.objective import Objective
+    from compressflow.stages.tasks import output_units
+
+    return Objective(loss=loss, metrics=None if metrics is None else tuple(metrics),
+                     from_logits=outputs_logits(model) if from_logits is None else from_logits,
+                     output_units=output_units(model))
 
 
 # --------------------------------------------------------------------------- training
@@ -430,22 +438,25 @@ def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable
     return {"epochs_run": len(next(iter(hist.values()), [])), "history": hist}
 
 
-def evaluate(model, splits, *, loss: str = "sparse_categorical_crossentropy", from_logits: bool | None = None,
+def evaluate(model, splits, *, objective=None, loss=None, from_logits: bool | None = None,
              batch_size: int = 256) -> dict[str, float]:
-    """Loss and accuracy of ``model`` on the train and validation splits (keys ``loss``, ``val_accuracy``...)."""
-    k = keras()
-    if from_logits is None:
-        from_logits = outputs_logits(model)
-    loss_fn = make_loss(loss, from_logits)
+    """Loss and metrics of ``model`` on the train and validation splits (keys ``loss``, ``val_mae``...).
+
+    The metrics are those of ``objective`` (default: accuracy of a classification, see :func:`compile_model`).
+    """
+    objective = objective or _plain_objective(model, loss, None, from_logits)
+    loss_fn = objective.loss_object()
     results = {}
     for prefix, x, y in (("", splits.x_train, splits.y_train), ("val_", splits.x_val, splits.y_val)):
         if len(x) == 0:
             continue
         predictions = model.predict(x, batch_size=batch_size, verbose=0)
+        if predictions.ndim == y.ndim + 1 and predictions.shape[-1] == 1:
+            y = y[..., None]  # NOTE: as fit does; (n,) against (n, 1) would broadcast to (n, n)
         results[f"{prefix}loss"] = float(loss_fn(y, predictions))
-        accuracy = k.metrics.SparseCategoricalAccuracy()
-        accuracy.update_state(y, predictions)
-        results[f"{prefix}accuracy"] = float(accuracy.result())
+        for metric in objective.metric_objects():
+            metric.update_state(y, predictions)
+            results[f"{prefix}{metric.name}"] = float(metric.result())
     return results
 
 
