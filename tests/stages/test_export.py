@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from compressflow.data.datasets import SklearnDigits
 from compressflow.errors import StageFailed, UsageError
-from compressflow.stages.base import Artifact, Environment
+from compressflow.stages.base import Artifact, Environment, tree_sha256
 from compressflow.stages.evaluate import EvaluateStage
 from compressflow.stages.export import ExportStage
 from compressflow.stages.quantize import QuantizeStage
@@ -178,7 +178,7 @@ def fake_output(directory: Path, *, payload: bytes = b"TFL3 model bytes", saved_
     else:
         (directory / "model.tflite").write_bytes(payload)
         exported, fmt = "model.tflite", "tflite"
-    (directory / "sidecar.json").write_text('{"sha256": "x"}')
+    (directory / "sidecar.json").write_text(json.dumps({"sha256": tree_sha256(directory / exported)}))
     (directory / "artifact.json").write_text(json.dumps({"kind": "files", "file": exported, "format": fmt,
                                                         "sidecar": "sidecar.json"}))
     return Artifact.read("release", "c" * 64, directory)
@@ -214,7 +214,8 @@ def test_publish_replaces_atomically_and_leaves_no_temporary_files(tmp_path, mon
     assert target.read_bytes() == b"new model" and os.access(target, os.W_OK)
     assert [dst for _, dst in replaced] == written
     assert all(src.parent == dst.parent and src.name.startswith(f".{dst.name}.tmp-") for src, dst in replaced)
-    assert sorted(p.name for p in target.parent.iterdir()) == ["model.tflite", "model.tflite.json"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.tflite", "model.tflite.json",
+                                                               "model.tflite.lock"]
 
 
 def test_a_failed_copy_leaves_the_previous_export_in_place(tmp_path, monkeypatch):
@@ -246,7 +247,7 @@ def test_publish_swaps_a_saved_model_directory(tmp_path):
     assert written == [target, env.pipeline_dir / "out" / "sm.json"]
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == [
         "saved_model.pb", "variables", "variables/variables.index"]
-    assert sorted(p.name for p in target.parent.iterdir()) == ["sm", "sm.json"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sm", "sm.json", "sm.lock"]
 
 
 def test_publish_does_not_import_tensorflow(tmp_path):
