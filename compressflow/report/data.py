@@ -16,6 +16,14 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     status: str = ""
+    task: str = "classification"
+
+    @property
+    def primary(self) -> str:
+        """The metric the task is judged by first (``accuracy``, ``mae``...): the table's metric column."""
+        from compressflow.stages.tasks import PRIMARY_METRIC
+
+        return PRIMARY_METRIC.get(self.task, "accuracy")
 
     def pareto(self) -> list[str]:
         """Models no other model beats on both accuracy and gzip size (smallest first)."""
@@ -65,7 +73,7 @@ def evaluations(record: dict[str, Any]) -> list[Evaluation]:
         out.append(Evaluation(stage=name, baseline=metrics.get("baseline"),
                               models={m: metrics["models"][m] for m in order},
                               notes=list(metrics.get("notes") or []), data=dict(metrics.get("data") or {}),
-                              status=stage.get("status", "")))
+                              status=stage.get("status", ""), task=metrics.get("task") or "classification"))
     return out
 
 

@@ -12,7 +12,8 @@ from compressflow.report import plots
 from compressflow.report.dag_svg import dag_svg
 from compressflow.report.data import Evaluation, evaluations, selected_names, selections, training_curves
 from compressflow.report.stage_look import STATUS_LOOK
-from compressflow.stages.report_table import human_bytes, readable
+from compressflow.stages.report_table import delta_text, human_bytes, metric_text, readable
+from compressflow.stages.tasks import goal_of
 
 _CSS = """
 *{box-sizing:border-box}
@@ -156,9 +157,13 @@ def _best(models: dict[str, dict[str, Any]], key: str, goal: str) -> str | None:
 def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
     models, baseline = evaluation.models, evaluation.baseline
     front = set(evaluation.pareto())
-    best = {"accuracy": _best(models, "accuracy", "max"), "gzip_bytes": _best(models, "gzip_bytes", "min"),
+    metric = evaluation.primary
+    lower_is_better = goal_of(metric) == "minimize"
+    best = {metric: _best(models, metric, "min" if lower_is_better else "max"),
+            "gzip_bytes": _best(models, "gzip_bytes", "min"),
             "latency_ms_median": _best(models, "latency_ms_median", "min")}
-    head = ("<tr><th>model</th><th>format</th><th class='n'>accuracy</th><th class='n'>Δ accuracy</th>"
+    head = (f"<tr><th>model</th><th>format</th><th class='n'>{escape(metric)}</th>"
+            f"<th class='n'>Δ {escape(metric)}</th>"
             "<th class='n'>non-zero / params</th><th class='n'>sparsity</th><th class='n'>file size</th>"
             "<th class='n'>gzip size</th><th class='n'>size ratio</th><th class='n'>gzip ratio</th>"
             "<th class='n'>latency ms (p90)</th><th class='n'>speed-up</th></tr>")
@@ -168,9 +173,10 @@ def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
         tags = ("<span class='tag'>baseline</span>" if is_base else "") + \
                ("<span class='tag front'>Pareto</span>" if name in front else "") + \
                ("<span class='tag sel'>selected</span>" if name in selected else "")
-        delta = m.get("accuracy_delta")
-        delta_cell = "-" if is_base or delta is None else f"{delta * 100:+.2f} pt"
-        delta_class = "" if is_base or delta is None else ("bad" if delta < 0 else "good")
+        value, delta = m.get(metric), m.get(f"{metric}_delta")
+        delta_cell = "-" if is_base or delta is None else delta_text(metric, delta, value - delta)
+        worse = delta is not None and (delta > 0 if lower_is_better else delta < 0)
+        delta_class = "" if is_base or delta is None else ("bad" if worse else "good")
 
         def cell(text: str, key: str | None = None, extra: str = "") -> str:
             cls = " best" if key is not None and best.get(key) == name else ""
@@ -182,7 +188,8 @@ def _models_table(evaluation: Evaluation, selected: list[str]) -> str:
         rows.append(
             f"<tr class='{'baseline' if is_base else ''}' data-model='{escape(name)}'>{_name_cell(name, tags)}"
             f"<td>{escape(str(m.get('label', m.get('kind', ''))))}</td>"
-            + cell(_percent(m.get("accuracy")), "accuracy") + cell(delta_cell, extra=delta_class)
+            + cell(_percent(value) if metric == "accuracy" else metric_text(metric, value), metric)
+            + cell(delta_cell, extra=delta_class)
             + cell(f"{m.get('nonzero_params', 0):,} / {m.get('params', 0):,}")
             + cell(_percent(m.get("sparsity"), 1))
             + cell(human_bytes(m.get("file_bytes"))) + cell(human_bytes(m.get("gzip_bytes")), "gzip_bytes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from compressflow.report.data import Evaluation, evaluations, selected_names, selections
-from compressflow.stages.report_table import human_bytes, readable
+from compressflow.stages.report_table import delta_text, human_bytes, metric_text, readable
 
 _STATUS_MARK = {"ok": "✅", "failed": "❌", "interrupted": "⏹️", "died": "❌", "running": "⏳"}
 
@@ -28,10 +28,13 @@ def _models(evaluation: Evaluation, chosen: list[str]) -> list[str]:
         is_base = name == evaluation.baseline
         marks = (" (baseline)" if is_base else "") + (" ★" if name in front else "") + \
                 (" ✔ selected" if name in chosen else "")
-        delta = m.get("accuracy_delta")
+        metric = evaluation.primary
+        value, delta = m.get(metric), m.get(f"{metric}_delta")
         rows.append([f"**{name}**{marks}", str(m.get("label", m.get("kind", ""))),
-                     "-" if m.get("accuracy") is None else f"{m['accuracy'] * 100:.2f}%",
-                     "-" if is_base or delta is None else f"{delta * 100:+.2f} pt",
+                     ("-" if value is None else f"{value * 100:.2f}%") if metric == "accuracy"
+                     else metric_text(metric, value),
+                     "-" if is_base or delta is None else delta_text(metric, delta, None if value is None
+                                                                     else value - delta),
                      "-" if m.get("sparsity") is None else f"{m['sparsity'] * 100:.1f}%",
                      human_bytes(m.get("gzip_bytes")),
                      "-" if is_base else readable(m.get("gzip_compression"), "×"),
@@ -42,8 +45,8 @@ def _models(evaluation: Evaluation, chosen: list[str]) -> list[str]:
              f"{data.get('samples', '?')} {data.get('split', '')} samples"
              + (f"; baseline **{evaluation.baseline}**" if evaluation.baseline else "") + "; ★ Pareto front "
              "(accuracy against gzip size)", ""]
-    lines += _table(["model", "format", "accuracy", "Δ", "sparsity", "gzip size", "ratio", "latency ms", "speed-up"],
-                    rows, right={2, 3, 4, 5, 6, 7, 8})
+    lines += _table(["model", "format", evaluation.primary, "Δ", "sparsity", "gzip size", "ratio", "latency ms",
+                     "speed-up"], rows, right={2, 3, 4, 5, 6, 7, 8})
     return lines + [""]
 
 

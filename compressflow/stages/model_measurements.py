@@ -11,12 +11,13 @@ size baseline for TFLite models; a ``quantize`` stage with ``method: float32`` i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, Artifact
-from compressflow.stages.measure import accuracy, file_sizes, time_calls, weight_statistics
+from compressflow.stages.measure import file_sizes, time_calls, weight_statistics
+from compressflow.stages.prediction_metrics import task_metrics, user_metrics
 
 
 def model_label(artifact: Artifact) -> str:
@@ -32,8 +33,13 @@ def model_label(artifact: Artifact) -> str:
 
 
 def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: list[int],
-                  latency: Any | None) -> dict[str, Any]:
-    """Accuracy, parameters, sparsity, sizes and (when ``latency`` is given) latency of a model."""
+                  latency: Any | None, task: str | Callable[[np.ndarray], str] = "classification",
+                  metrics=None) -> dict[str, Any]:
+    """The task's metrics and ``metrics`` (specs) from the predictions, parameters, sparsity, sizes and
+    (when ``latency`` is given) latency of a model.
+
+    ``task`` may be a function of the predictions that gives it (decided from the first model's outputs).
+    """
     if artifact.kind == KERAS_MODEL:
         scores, tensors, timing = _keras(artifact, x, latency)
     elif artifact.kind == TFLITE_MODEL:
@@ -42,7 +48,12 @@ def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: li
         raise ValueError(f"stage {artifact.stage!r} gives {artifact.kind}, not a model")
     result: dict[str, Any] = {"kind": artifact.kind, "label": model_label(artifact),
                               "file": artifact.file().name, "samples": int(len(x))}
-    result.update(accuracy(scores, y, top_k))
+    task = task(scores) if callable(task) else task
+    from_logits = artifact.meta.get("from_logits")
+    measured = task_metrics(task, scores, y, top_k=top_k, from_logits=from_logits)
+    result.update(measured)
+    extra = [spec for spec in metrics or () if _key(spec) not in measured]
+    result.update(user_metrics(extra, scores, y, task=task, from_logits=from_logits))
     result.update(weight_statistics(tensors))
     result.update(file_sizes(artifact.file()))
     result.update(timing)
@@ -81,13 +92,22 @@ def _tflite(artifact: Artifact, x: np.ndarray, latency):
     return scores, read_parameters(path), timing
 
 
-def compare(model: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
-    """A model's figures against the baseline's: accuracy delta, size ratios, speed-up."""
+def _key(spec) -> str:
+    from compressflow.stages.losses import metric_key
+
+    return metric_key(spec)
+
+
+def compare(model: dict[str, Any], baseline: dict[str, Any], metrics: list[str] | None = None) -> dict[str, Any]:
+    """A model's figures against the baseline's: ``<metric>_delta`` of each of ``metrics`` (default: accuracy)
+    both have, size ratios, speed-up."""
     def ratio(numerator, denominator):
         return numerator / denominator if numerator is not None and denominator else None
 
+    deltas = {f"{name}_delta": model[name] - baseline[name] for name in (metrics or ["accuracy"])
+              if model.get(name) is not None and baseline.get(name) is not None}
     return {
-        "accuracy_delta": model["accuracy"] - baseline["accuracy"],
+        **deltas,
         "compression": ratio(baseline["file_bytes"], model["file_bytes"]),
         "gzip_compression": ratio(baseline["gzip_bytes"], model["gzip_bytes"]),
         "speedup": ratio(baseline.get("latency_ms_median"), model.get("latency_ms_median")),

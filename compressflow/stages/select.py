@@ -10,24 +10,24 @@ printed at the end of a run. When no candidate passes, the stage fails with the 
 from __future__ import annotations
 
 import shutil
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from compressflow.errors import GateFailed, StageFailed
 from compressflow.stages.base import ARTIFACT_FILE, METRICS, Stage, StageName, StageNames
 from compressflow.stages.code_sets import EVALUATE_CODE
+from compressflow.stages.gates import MetricBound, metric_bounds
 from compressflow.stages.registry import register_stage
 from compressflow.stages.selection import METRICS as RANKABLE
-from compressflow.stages.selection import Constraints, choose, judge, selection_table
+from compressflow.stages.selection import Constraints, Metric, choose, judge, selection_table
 
 SELECTION_FILE = "selection.json"
 TABLE_FILE = "table.txt"
 # Files of a cache entry that belong to the cache, not to the stage that made it.
 _CACHE_FILES = {ARTIFACT_FILE, "manifest.json", "key.json"}
 
-CONSTRAINT_FIELDS = ("max_accuracy_drop", "min_compression", "max_latency_ms")
-MetricName = Literal[tuple(RANKABLE)]  # type: ignore[valid-type]
+CONSTRAINT_FIELDS = ("max_accuracy_drop", "min_compression", "max_latency_ms", "metrics")
 
 
 @register_stage
@@ -49,17 +49,32 @@ max_accuracy_drop: 0.01
                                    "stands for all its variants.", examples=[["int8"]])
     evaluation: StageName = Field(description="An evaluate stage that measured every candidate; constraints "
                                   "compare with its baseline.", examples=["check"])
-    metric: MetricName = Field("gzip_size", description="What to rank by: " + ", ".join(
-        f"{name} ({metric.goal[:3]})" for name, metric in RANKABLE.items()) + ".")
+    metric: str = Field("gzip_size", description="What to rank by: " + ", ".join(
+        f"{name} ({metric.goal[:3]})" for name, metric in RANKABLE.items()) + ", or any other metric the "
+        "evaluation measures (`mae`, `r2`, one of its `metrics:`...).", examples=["mae"])
     goal: Literal["minimize", "maximize"] | None = Field(None, description="Default: the metric's own (smaller "
-                                                         "sizes and latencies, larger accuracy and ratios).")
+                                                         "sizes, latencies and errors, larger accuracy, r2 and "
+                                                         "ratios); needed for a metric of your own.")
     max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0, description="Largest accuracy loss against "
                                             "the baseline (0.01 = 1 point).")
     min_compression: float | None = Field(None, gt=0.0, description="Smallest gzip-size ratio baseline / model.")
     max_latency_ms: float | None = Field(None, gt=0.0, description="Largest median latency per sample, in ms.")
+    metrics: Annotated[dict[str, MetricBound], AfterValidator(metric_bounds)] | None = Field(
+        None, description="Bounds on any metric the evaluation measures, as in evaluate's `require.metrics`.",
+        examples=[{"mae": {"max_increase": 0.05, "relative": True}}])
 
     def constraints(self) -> Constraints:
-        return Constraints(self.max_accuracy_drop, self.min_compression, self.max_latency_ms)
+        return Constraints(self.max_accuracy_drop, self.min_compression, self.max_latency_ms, self.metrics)
+
+    def ranking(self) -> Metric:
+        """The metric ranked by: a measurement's name (``gzip_size``...) or any metric evaluate reports."""
+        from compressflow.stages.tasks import goal_of, metric_name
+
+        if self.metric in RANKABLE:
+            return RANKABLE[self.metric]
+        key = metric_name(self.metric)
+        unit = "share" if key.endswith("accuracy") else ""
+        return Metric(key, self.goal or goal_of(key), key, unit)  # type: ignore[arg-type]
 
     @classmethod
     def check_pipeline(cls, stages: dict) -> list[tuple[str, str, str]]:
@@ -85,7 +100,8 @@ max_accuracy_drop: 0.01
         if missing:
             problems.append(("candidates", f"candidates of stage '{name}' that stage '{self.evaluation}' "
                                            f"does not measure: {', '.join(missing)}; add them to its 'models'"))
-        compares = self.max_accuracy_drop is not None or self.min_compression is not None
+        compares = (self.max_accuracy_drop is not None or self.min_compression is not None
+                    or any(bound.compares for bound in (self.metrics or {}).values()))
         if compares and getattr(evaluation, "baseline", "") is None:
             problems.append(("evaluation", f"the constraints of stage '{name}' compare with a baseline, and "
                                            f"stage '{self.evaluation}' has no 'baseline'"))
@@ -93,6 +109,28 @@ max_accuracy_drop: 0.01
         if wants_latency and getattr(evaluation, "latency", "") is None:
             problems.append(("evaluation", f"stage '{name}' needs latencies, and stage '{self.evaluation}' "
                                            "does not measure them ('latency' is null)"))
+        measured = evaluation.measured(None) if hasattr(evaluation, "measured") else None
+        if measured is not None and not problems:
+            problems.extend(self._unmeasured(measured, f"stage '{self.evaluation}'"))
+        return problems
+
+    def _unmeasured(self, measured: dict, what: str) -> list[tuple[str, str]]:
+        """``(field, message)`` for the ranking metric and bounds that ``measured`` lacks."""
+        from compressflow.errors import did_you_mean
+        from compressflow.stages.tasks import metric_name
+
+        problems = []
+        names = [("metric", self.metric)] + [("metrics", name) for name in self.metrics or {}]
+        if self.max_accuracy_drop is not None:
+            names.append(("max_accuracy_drop", "accuracy"))
+        for field_name, name in names:
+            key = RANKABLE[name].key if name in RANKABLE else metric_name(name)
+            if key not in measured:
+                hint = did_you_mean(name, [*measured, *RANKABLE]) or f"it measures {', '.join(measured)}"
+                problems.append((field_name, f"{what} does not measure {name!r}; {hint}"))
+        if not problems and self.metric not in RANKABLE and self.goal is None and self.ranking().goal is None:
+            problems.append(("metric", f"which way {self.metric!r} is better is not known (a metric of your own); "
+                                       "give 'goal' (minimize or maximize)"))
         return problems
 
     def run(self, ctx) -> None:
@@ -108,12 +146,13 @@ max_accuracy_drop: 0.01
         if missing:
             raise StageFailed(f"select stage {ctx.name!r}: evaluate stage {evaluation.stage!r} did not measure "
                               f"{', '.join(missing)}")
-        metric = RANKABLE[self.metric]
+        self._check_measured(ctx, evaluation, models, candidates)
+        metric = self.ranking()
         goal = self.goal or metric.goal
         judged = judge(list(candidates), models, baseline, metric, self.constraints())
         chosen = choose(judged, goal)
         table = selection_table(judged, chosen, self.metric, goal, baseline, models.get(baseline),
-                                self.constraints())
+                                self.constraints(), metric=metric, primary=self._primary(evaluation))
         if chosen is None:
             raise GateFailed(f"select stage {ctx.name!r}: no candidate passed the constraints\n{table}",
                              fields=tuple(name for name in CONSTRAINT_FIELDS if getattr(self, name) is not None))
@@ -123,7 +162,7 @@ max_accuracy_drop: 0.01
         ctx.write_json(SELECTION_FILE, {
             "selected": chosen.name, "key": artifact.key, "metric": self.metric, "goal": goal,
             "value": chosen.value, "evaluation": evaluation.stage, "baseline": baseline,
-            "constraints": self.constraints().__dict__,
+            "constraints": self.constraints().as_json(),
             "candidates": [{"name": c.name, "passed": c.passed, "reasons": c.reasons, "value": c.value,
                             "metrics": c.metrics} for c in judged],
         })
@@ -131,6 +170,21 @@ max_accuracy_drop: 0.01
         meta = {key: value for key, value in artifact.meta.items() if key not in ("kind", "file")}
         meta.update(selected=chosen.name, selection=SELECTION_FILE, selection_table=TABLE_FILE)
         ctx.set_output(artifact.kind, artifact.meta.get("file"), **meta)
+
+    def _check_measured(self, ctx, evaluation, models: dict, candidates: dict) -> None:
+        """Fail clearly when the evaluation did not measure what this stage ranks by or bounds."""
+        measured = set.intersection(*(set(models[name]) for name in candidates)) if candidates else set()
+        task = evaluation.metrics().get("task")
+        problems = self._unmeasured(dict.fromkeys(sorted(measured - {"kind", "label", "file", "layers"})),
+                                    f"evaluate stage {evaluation.stage!r}" + (f" (on a {task})" if task else ""))
+        if problems:
+            raise StageFailed(f"select stage {ctx.name!r}: " + "; ".join(message for _, message in problems))
+
+    @staticmethod
+    def _primary(evaluation) -> str:
+        from compressflow.stages.tasks import PRIMARY_METRIC
+
+        return PRIMARY_METRIC.get(evaluation.metrics().get("task") or "classification", "accuracy")
 
     def summary(self, output) -> str | None:
         """The selection table, printed at the end of a run."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressflow.stages.report_table import human_bytes, readable
+from compressflow.stages.gates import EPSILON, bound_problems
+from compressflow.stages.report_table import delta_text, human_bytes, metric_text, readable
 
 MINIMIZE, MAXIMIZE = "minimize", "maximize"
 
@@ -46,6 +47,14 @@ class Constraints:
     max_accuracy_drop: float | None = None
     min_compression: float | None = None
     max_latency_ms: float | None = None
+    metrics: dict[str, Any] | None = None  # metric name -> gates.MetricBound
+
+    def as_json(self) -> dict[str, Any]:
+        """The constraints as plain data (for ``selection.json``)."""
+        return {"max_accuracy_drop": self.max_accuracy_drop, "min_compression": self.min_compression,
+                "max_latency_ms": self.max_latency_ms,
+                "metrics": {name: bound.model_dump(exclude_none=True) for name, bound in (self.metrics or {}).items()}
+                or None}
 
     def describe(self) -> str:
         parts = []
@@ -56,6 +65,7 @@ class Constraints:
             parts.append(f"gzip compression >= {self.min_compression:g}x")
         if self.max_latency_ms is not None:
             parts.append(f"median latency <= {self.max_latency_ms:g} ms")
+        parts.extend(bound.describe(name) for name, bound in (self.metrics or {}).items())
         return ", ".join(parts) or "none"
 
 
@@ -75,7 +85,7 @@ class Candidate:
 
 # NOTE: accuracy is a ratio of sample counts; a drop of exactly the allowed points can come
 # out a hair above it in floating point and must still pass.
-_EPSILON = 1e-9
+_EPSILON = EPSILON
 
 
 def judge(names: list[str], models: dict[str, dict[str, Any]], baseline: str | None, metric: Metric,
@@ -105,6 +115,10 @@ def judge(names: list[str], models: dict[str, dict[str, Any]], baseline: str | N
                 candidate.reasons.append("no latency measured")
             elif latency > constraints.max_latency_ms:
                 candidate.reasons.append(f"latency {latency:.3g} ms (max {constraints.max_latency_ms:g})")
+        for metric_name, bound in (constraints.metrics or {}).items():
+            prefix = f"model {name!r}: "
+            candidate.reasons.extend(problem.removeprefix(prefix)
+                                     for problem in bound_problems(name, metric_name, metrics, bound, base, baseline))
         judged.append(candidate)
     return judged
 
@@ -137,25 +151,31 @@ def format_value(value: Any, unit: str) -> str:
     return f"{value:,}" if isinstance(value, int) else readable(value)
 
 
-COLUMNS = ("candidate", "kind", "accuracy", "delta", "size", "gzip size", "latency ms", "{metric}", "passed",
+COLUMNS = ("candidate", "kind", "{primary}", "delta", "size", "gzip size", "latency ms", "{metric}", "passed",
            "why not")
 _LEFT = {"candidate", "kind", "passed", "why not"}
 
 
 def selection_table(judged: list[Candidate], chosen: Candidate | None, metric_name: str, goal: str,
-                    baseline: str | None, base_metrics: dict[str, Any] | None, constraints: Constraints) -> str:
-    """A fixed-width table of every candidate, the chosen one marked ``*``, and how it was chosen."""
-    metric = METRICS[metric_name]
-    header = [metric_name if column == "{metric}" else column for column in COLUMNS]
+                    baseline: str | None, base_metrics: dict[str, Any] | None, constraints: Constraints,
+                    metric: Metric | None = None, primary: str = "accuracy") -> str:
+    """A fixed-width table of every candidate, the chosen one marked ``*``, and how it was chosen.
+
+    ``primary`` is the task's main metric (accuracy, mae...), shown with its delta against the baseline.
+    """
+    metric = metric or METRICS[metric_name]
+    header = [metric_name if column == "{metric}" else primary if column == "{primary}" else column
+              for column in COLUMNS]
     rows = [header]
     for candidate in judged:
         m = candidate.metrics
-        delta = None if base_metrics is None else m["accuracy"] - base_metrics["accuracy"]
+        base_value = None if base_metrics is None else base_metrics.get(primary)
+        delta = None if base_value is None or m.get(primary) is None else m[primary] - base_value
         rows.append([
             candidate.name + (" *" if candidate is chosen else ""),
             m.get("label", m.get("kind", "")),
-            format_value(m.get("accuracy"), "share"),
-            "-" if delta is None else f"{delta * 100:+.2f} pt",
+            metric_text(primary, m.get(primary)),
+            delta_text(primary, delta, base_value),
             format_value(m.get("file_bytes"), "bytes"),
             format_value(m.get("gzip_bytes"), "bytes"),
             format_value(m.get("latency_ms_median"), "ms"),
@@ -177,7 +197,8 @@ def selection_table(judged: list[Candidate], chosen: Candidate | None, metric_na
                       f"candidates that passed."]
     else:
         lines += ["", f"no candidate passed ({len(judged)} judged)."]
+    base_value = None if base_metrics is None else base_metrics.get(primary)
     lines.append(f"constraints: {constraints.describe()}"
-                 + (f"; baseline: {baseline} (accuracy {base_metrics['accuracy']:.4f})"
+                 + (f"; baseline: {baseline} ({primary} {metric_text(primary, base_value)})"
                     if baseline is not None and base_metrics is not None else ""))
     return "\n".join(lines) + "\n"
