@@ -42,6 +42,7 @@ epochs: 3
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective, validation_summary
 
         tfutil.seed_everything(ctx.seed)
@@ -50,10 +51,11 @@ epochs: 3
         tfutil.check_data_fits(model, splits, self.data)
         objective = training_objective(self, model, splits, ctx)
         wrapped, clustered, skipped = cluster_layers(model, self, ctx.log, tfutil.details_printer(ctx.name))
-        tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             objective=objective)
-        training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                              early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        with batchnorm_mode(wrapped, self.batchnorm, ctx.log):
+            tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                 objective=objective)
+            training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                  early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         stripped = tfutil.tfmot().clustering.keras.strip_clustering(wrapped)
         stats = tfutil.kernel_stats(stripped)
         unique = {name: s["unique"] for name, s in stats.items() if name.split("/")[0] in clustered}

@@ -46,6 +46,7 @@ epochs: 20
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective, validation_summary
         from compressflow.stages.tasks import REGRESSION
 
@@ -70,9 +71,10 @@ epochs: 20
                                    teacher_logits=teacher_logits, student_logits=student_logits,
                                    hard_loss=objective.loss_object(), metrics=objective.metric_objects(),
                                    soft="mse" if objective.task == REGRESSION else "kl")
-        distiller.compile(optimizer=tfutil.make_optimizer(self.optimizer, self.learning_rate))
-        training = tfutil.fit(distiller, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                              early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        with batchnorm_mode(student, self.batchnorm, ctx.log):
+            distiller.compile(optimizer=tfutil.make_optimizer(self.optimizer, self.learning_rate))
+            training = tfutil.fit(distiller, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                  early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         after = tfutil.evaluate(student, splits, objective=objective)
         ctx.log("student after  " + "  ".join(f"{key} {value:.4f}" for key, value in after.items()))
         history = training["history"]

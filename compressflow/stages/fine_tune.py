@@ -43,6 +43,7 @@ early_stopping: {monitor: val_accuracy, patience: 3}
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective
 
         tfutil.seed_everything(ctx.seed)
@@ -55,12 +56,13 @@ early_stopping: {monitor: val_accuracy, patience: 3}
         _log_constraints(ctx, constraints)
         from_logits = tfutil.outputs_logits(model) if self.from_logits is None else self.from_logits
         objective = training_objective(self, model, splits, ctx, from_logits=from_logits)
-        tfutil.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             objective=objective)
         keeper = [tfutil.structure_keeper(constraints)] if constraints else []
-        training = tfutil.fit(model, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                              callbacks=keeper, early_stopping=self.early_stopping,
-                              learning_rate=self.learning_rate)
+        with batchnorm_mode(model, self.batchnorm, ctx.log):
+            tfutil.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                 objective=objective)
+            training = tfutil.fit(model, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                  callbacks=keeper, early_stopping=self.early_stopping,
+                                  learning_rate=self.learning_rate)
         after = tfutil.kernel_stats(model)
         self._check_kept(before, after, clustered={c["name"] for c in constraints if c["index"] is not None})
         final = tfutil.evaluate(model, splits, objective=objective)

@@ -25,12 +25,15 @@ def is_qat(artifact: Artifact) -> bool:
 
 
 def load_keras_artifact(artifact: Artifact):
-    """A fresh copy of the Keras model of an artifact, in tfmot's quantize scope for QAT models."""
+    """A fresh copy of the Keras model of an artifact, in tfmot's quantize scope for QAT models
+    (with the user's QuantizeConfig classes the QAT stage used, named in ``quantize_configs``)."""
     from compressflow.stages import tfutil
 
     if not is_qat(artifact):
         return tfutil.load_artifact_model(artifact)
-    with tfutil.tfmot().quantization.keras.quantize_scope():
+    from compressflow.stages.qat import config_classes
+
+    with tfutil.tfmot().quantization.keras.quantize_scope(config_classes(artifact.meta.get("quantize_configs", ()))):
         return tfutil.load_artifact_model(artifact)
 
 

@@ -21,7 +21,7 @@ class EarlyStopping(BaseModel):
 
 
 class TrainingOptions(BaseModel):
-    """How a stage trains: optimizer, learning rate, epochs, batch size."""
+    """How a stage trains: optimizer, learning rate, epochs, batch size, BatchNorm layers."""
 
     # NOTE: where training logs go does not change the model: kept out of the cache key.
     key_exclude: ClassVar[frozenset[str]] = frozenset({"tensorboard"})
@@ -31,6 +31,10 @@ class TrainingOptions(BaseModel):
     optimizer: Literal["adam", "sgd", "rmsprop", "adamw"] = Field("adam", description="Keras optimizer.")
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="Optimizer learning rate.")
     early_stopping: EarlyStopping | None = Field(None, description="Stop early on a validation metric.")
+    batchnorm: Literal["train", "freeze"] = Field(
+        "train", description="`freeze` keeps every BatchNormalization layer as it is (moving statistics, gamma "
+                             "and beta) and runs it in inference mode while training, the usual practice when "
+                             "fine-tuning a compressed model on little data; `train` updates them.")
     tensorboard: bool = Field(
         False, description="Write TensorBoard logs of the training (for prune, with tfmot's pruning summaries) "
                            "to `.compressflow/runs/<run>/tensorboard/<stage>` when the stage runs. "

@@ -110,6 +110,7 @@ exclude: [probs]
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
         from compressflow.stages import tfutil
+        from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective, validation_summary
 
         tfutil.seed_everything(ctx.seed)
@@ -120,14 +121,15 @@ exclude: [probs]
         steps_per_epoch = -(-len(splits.x_train) // self.batch_size)
         schedule, plan = build_schedule(self, steps_per_epoch * self.epochs, steps_per_epoch, ctx.log)
         wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log, tfutil.details_printer(ctx.name))
-        tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             objective=objective)
         callbacks = [tfutil.tfmot().sparsity.keras.UpdatePruningStep()]
         if ctx.tensorboard_dir is not None:  # training metrics and each layer's sparsity over the steps
             ctx.log(f"TensorBoard logs with pruning summaries: {ctx.tensorboard_dir}")
             callbacks.append(tfutil.tfmot().sparsity.keras.PruningSummaries(log_dir=str(ctx.tensorboard_dir)))
-        training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                              callbacks=callbacks, learning_rate=self.learning_rate)
+        with batchnorm_mode(wrapped, self.batchnorm, ctx.log):
+            tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                 objective=objective)
+            training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                  callbacks=callbacks, learning_rate=self.learning_rate)
         stripped = tfutil.tfmot().sparsity.keras.strip_pruning(wrapped)
         per_layer, overall = achieved_sparsity(stripped, pruned)
         target = target_sparsity(self)

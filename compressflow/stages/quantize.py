@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,10 +24,14 @@ from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, DatasetName, Sta
 from compressflow.stages.code_sets import TF_CODE, TFLITE_CODE
 from compressflow.stages.litert_recipes import KeepFloat, LiteRTRule, RecipeName, recipe_is_static
 from compressflow.stages.load import TF_LIBRARIES
-from compressflow.stages.options import TrainingOptions
+from compressflow.stages.options import LayerSelection, TrainingOptions
 from compressflow.stages.registry import register_stage
 
 METHODS_NEEDING_DATA = ("qat", "int8", "int16x8")
+# Fields of method qat only: kept out of the cache keys of conversions.
+QAT_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "early_stopping", "batchnorm",
+              "include", "exclude", "quantize_configs", "loss", "metrics")
+QuantizeConfigSpec = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 LITERT_FIELDS = ("recipe", "rules", "keep_float", "numerics_samples")
 LITERT_LIBRARIES = ("ai-edge-litert", "litert-quantizer")
 LITERT_CODE = ("compressflow.stages.litert_recipes", "compressflow.stages.litert_run",
@@ -40,7 +44,7 @@ TFLITE_FILE = "model.tflite"
 
 
 @register_stage
-class QuantizeStage(TrainingOptions, Stage):
+class QuantizeStage(LayerSelection, TrainingOptions, Stage):
     """`qat` gives a Keras model; `float32`, `dynamic`, `float16`, `int8`, `int16x8`, `litert` give a TFLite model."""
 
     example: ClassVar[str] = """\
@@ -67,6 +71,11 @@ representative_samples: 200
     int8_io: bool = Field(False, description="int8: make the model's input and output int8 too.")
     epochs: int = Field(2, ge=0, le=100_000, description="QAT epochs.")
     learning_rate: float = Field(1e-4, gt=0.0, le=10.0, description="QAT learning rate.")
+    quantize_configs: dict[str, QuantizeConfigSpec] = Field(
+        default_factory=dict,
+        description="qat: layer name pattern -> `module:Class`, a tfmot QuantizeConfig of yours that quantizes the "
+                    "layers it matches (custom layers); the module is found beside the pipeline or installed.",
+        examples=[{"my_block*": "my_quantize:MyBlockConfig"}])
     recipe: RecipeName | None = Field(None, description="litert: one of LiteRT Quantizer's named recipes.")
     rules: list[LiteRTRule] | None = Field(
         None, min_length=1, description="litert: per-layer settings, applied in order (a later rule wins).")
@@ -86,6 +95,9 @@ representative_samples: 200
             raise ValueError("'scheme' goes with method 'qat'")
         if self.method == "qat" and self.epochs == 0:
             raise ValueError("method 'qat' needs at least 1 epoch: its quantization ranges are learned in training")
+        given = [name for name in ("include", "exclude", "quantize_configs") if getattr(self, name)]
+        if given and self.method != "qat":
+            raise ValueError(f"{' and '.join(map(repr, given))} go{'es' if len(given) == 1 else ''} with method 'qat'")
         self._litert_fields()
         return self
 
@@ -113,7 +125,7 @@ representative_samples: 200
     def key_config(self):
         config = super().key_config()
         if self.method != "qat":  # training options do not change a conversion
-            for name in ("epochs", "batch_size", "optimizer", "learning_rate", "early_stopping", "loss", "metrics"):
+            for name in QAT_FIELDS:
                 config.pop(name, None)
         if self.method != "litert":  # NOTE: keeps the keys of converter stages as they were
             for name in LITERT_FIELDS:
@@ -124,6 +136,33 @@ representative_samples: 200
     def libraries(self) -> tuple[str, ...]:  # type: ignore[override]
         """Distributions whose versions are in the cache key: LiteRT Quantizer's only for ``litert``."""
         return TF_LIBRARIES + LITERT_LIBRARIES if self.method == "litert" else TF_LIBRARIES
+
+    def check(self, env) -> list:
+        """The modules of ``quantize_configs`` must be there (beside the pipeline or installed)."""
+        from compressflow.stages.base import FieldProblem
+        from compressflow.user_modules import find_module_source
+
+        problems = super().check(env)
+        for spec in dict.fromkeys(self.quantize_configs.values()):
+            module = spec.partition(":")[0]
+            if find_module_source(module, env.pipeline_dir) is None:
+                problems.append(FieldProblem("quantize_configs", (
+                    f"quantize config {spec!r}: no module {module!r} (not beside the pipeline in {env.pipeline_dir} "
+                    f"and not installed); put {module.replace('.', '/')}.py next to the pipeline file, or install "
+                    "it")))
+        return problems
+
+    def fingerprint(self, env) -> dict[str, Any]:
+        """The source of the modules of ``quantize_configs`` and of a ``module:function`` loss or metric
+        (found without importing them)."""
+        from compressflow.user_modules import module_source_fingerprint
+
+        found = super().fingerprint(env)
+        if not self.quantize_configs:
+            return found
+        return {**found, "quantize_configs": {
+            spec: module_source_fingerprint(spec.partition(":")[0], env.pipeline_dir)
+            for spec in sorted(set(self.quantize_configs.values()))}}
 
     def output_kind(self) -> str:
         """The artifact kind this configuration outputs."""
@@ -168,30 +207,34 @@ representative_samples: 200
 
     def _train_quantization_aware(self, model, ctx) -> None:
         from compressflow.stages import keras_artifacts, qat, tfutil
+        from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective
 
         source = ctx.input("model")
         from_logits = tfutil.outputs_logits(model)
-        try:
-            quantized = qat.make_quantization_aware(model, self.scheme)
-        except (ValueError, RuntimeError, TypeError) as exc:
-            raise StageFailed(f"tfmot cannot make {source.stage!r} quantization-aware "
-                              f"(scheme {self.scheme}): {exc}") from exc
         splits = self._splits(ctx)
         tfutil.check_data_fits(model, splits, self.data)
         objective = training_objective(self, model, splits, ctx, from_logits=from_logits)
-        tfutil.compile_model(quantized, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                             objective=objective)
-        ctx.log(f"quantization-aware training, scheme {self.scheme}, {self.epochs} epochs")
-        history = tfutil.fit(quantized, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                             early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        plan = qat.plan_layers(model, include=self.include, exclude=self.exclude, configs=self.quantize_configs)
+        plan.log_float_layers(ctx.log, tfutil.details_printer(ctx.name))
+        quantized = qat.make_quantization_aware(model, self.scheme, plan)
+        ctx.log(f"quantization-aware training of {len(plan.quantized)} layers, scheme {self.scheme}, "
+                f"{self.epochs} epochs")
+        with batchnorm_mode(quantized, self.batchnorm, ctx.log):
+            tfutil.compile_model(quantized, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                 objective=objective)
+            history = tfutil.fit(quantized, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                 early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         if self.scheme != "default":
-            quantized = qat.as_default_scheme(quantized, keras_artifacts.load_keras_artifact(source), self.scheme)
+            quantized = qat.as_default_scheme(quantized, keras_artifacts.load_keras_artifact(source), self.scheme,
+                                              plan)
         final = tfutil.evaluate(quantized, splits, objective=objective)
         ctx.log("after QAT: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(final.items())))
         carried = {"trusted": True} if source.meta.get("trusted") else {}
+        configs = {"quantize_configs": sorted(set(plan.configs.values()))} if plan.configs else {}
         keras_artifacts.save_qat_model(quantized, ctx, method="qat", scheme=self.scheme,
-                                       epochs_run=history["epochs_run"], **final, **carried)
+                                       epochs_run=history["epochs_run"], quantized_layers=plan.quantized,
+                                       float_layers=plan.float_layers, **final, **carried, **configs)
 
     def _convert(self, model, ctx, *, from_qat: bool) -> None:
         from compressflow.stages import tflite_convert

@@ -213,3 +213,15 @@ def test_config_rules():
     assert QuantizeStage(model="m", method="dynamic", epochs=9).key_config() == \
         QuantizeStage(model="m", method="dynamic").key_config()
     json.dumps(QuantizeStage(model="m", method="qat", data="d").key_config())
+
+
+def test_qat_layer_fields_go_with_qat_and_stay_out_of_conversion_keys():
+    for field, value in (("include", ["conv*"]), ("exclude", ["dense"]), ("quantize_configs", {"x": "m:Config"})):
+        with pytest.raises(ValidationError, match=f"'{field}' goes with method 'qat'"):
+            QuantizeStage(model="m", method="int8", data="d", **{field: value})
+        qat = QuantizeStage(model="m", method="qat", data="d", **{field: value})
+        assert qat.key_config()[field] == value
+    with pytest.raises(ValidationError, match="quantize_configs"):
+        QuantizeStage(model="m", method="qat", data="d", quantize_configs={"x": "not a class spec"})
+    conversion = QuantizeStage(model="m", method="dynamic").key_config()
+    assert not {"include", "exclude", "quantize_configs", "batchnorm"} & set(conversion)
