@@ -118,10 +118,14 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     from compressflow.console import LineReporter
     from compressflow.run_session import RunSession
     from compressflow.tracking import open_tracker
+    from compressflow.user_modules import use_pipeline_folder
 
     if jobs < 1:
         raise UsageError("jobs must be at least 1")
     pipeline = _pipeline(source, overrides, params_files, allow_outside_paths)
+    # NOTE: the user's modules beside the pipeline import in this process (stages of --jobs 1, summaries),
+    # as in every worker; no PYTHONPATH needed. See compressflow.executor.process_setup.
+    use_pipeline_folder(pipeline.root)
     tracker = open_tracker(track, pipeline)
     reporter = reporter or LineReporter()
     cache, the_plan = _prepare(pipeline, cache_dir, selection, reporter, allow_outside_paths, verify)

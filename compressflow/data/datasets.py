@@ -6,11 +6,8 @@ Loading returns numpy arrays; only ``image_directory`` and ``tfds`` import Tenso
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -18,6 +15,7 @@ from pydantic import Field
 from compressflow.stages.base import Dataset, Environment, tree_sha256
 from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.registry import register_dataset
+from compressflow.user_modules import find_module_source, module_source_fingerprint  # noqa: F401 - also from here
 
 
 def _dist_version(name: str) -> str | None:
@@ -25,45 +23,6 @@ def _dist_version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
-
-
-def find_module_source(module: str) -> Path | None:
-    """The source file of ``module`` (``__init__.py`` for a package), found without running any of it.
-
-    ``importlib.util.find_spec("a.b")`` would import package ``a``; here only the top-level
-    name goes through the import system's finders, submodules are looked up on the path.
-    """
-    from importlib.machinery import PathFinder
-
-    parts = module.split(".")
-    try:
-        spec = importlib.util.find_spec(parts[0])
-        for depth in range(1, len(parts)):
-            if spec is None or not spec.submodule_search_locations:
-                return None
-            spec = PathFinder.find_spec(".".join(parts[:depth + 1]), list(spec.submodule_search_locations))
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not Path(spec.origin).is_file():
-        return None
-    return Path(spec.origin)
-
-
-def module_source_fingerprint(module: str) -> str | None:
-    """sha256 of a module's source, found without importing (running) it.
-
-    For a package, the ``.py`` files directly in its folder are hashed together, since
-    ``__init__.py`` often only re-exports what its sibling modules define.
-    """
-    origin = find_module_source(module)
-    if origin is None:
-        return None
-    if origin.name != "__init__.py":
-        return tree_sha256(origin)
-    digest = hashlib.sha256()
-    for source in sorted(origin.parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + tree_sha256(source).encode())
-    return digest.hexdigest()
 
 
 class _Preprocessing(Dataset):
@@ -195,7 +154,7 @@ class PythonDataset(_Preprocessing):
 
     def fingerprint(self, env: Environment) -> dict[str, Any]:
         module = self.function.partition(":")[0]
-        return {"function": self.function, "source": module_source_fingerprint(module)}
+        return {"function": self.function, "source": module_source_fingerprint(module, env.pipeline_dir)}
 
     def load_arrays(self, env: Environment):
         import importlib

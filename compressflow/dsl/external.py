@@ -28,12 +28,14 @@ SECTIONS = ("datasets", "stages")
 
 
 def check_external(stages: dict, datasets: dict, document: LocatedDict, root: Path,
-                   allow_outside_paths: bool) -> list[Problem]:
+                   allow_outside_paths: bool, imports: tuple[str, ...] = ()) -> list[Problem]:
     """Problems of every stage's and dataset's ``check``, paths and modules, located at the field at fault.
 
     A problem that many stages share (one template or sweep behind them) is reported once.
+    ``imports`` are the pipeline's ``imports:`` (what they register makes a model file's custom classes known).
     """
-    env = Environment(pipeline_dir=root, datasets=dict(datasets), allow_outside_paths=allow_outside_paths)
+    env = Environment(pipeline_dir=root, datasets=dict(datasets), allow_outside_paths=allow_outside_paths,
+                      imports=tuple(imports))
     modules: dict[tuple[str, str], tuple[str, str | None] | None] = {}  # NOTE: 10,000 stages, a few builders
     problems: dict[tuple, Problem] = {}
     for section, configs in zip(SECTIONS, (datasets, stages)):

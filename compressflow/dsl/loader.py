@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 from compressflow.errors import Location, PipelineError, Problem
 from compressflow.gc_pause import cyclic_gc_paused
 from compressflow.dsl.external import check_external, valid_entries
+from compressflow.dsl.imports_check import check_imports, declared_imports
 from compressflow.dsl.interpolate import interpolate
 from compressflow.dsl.cross_checks import cross_check
 from compressflow.dsl.located import LocatedDict, from_plain, locate_path
@@ -37,7 +38,7 @@ from compressflow.dsl.subpipelines import expand_subpipelines
 from compressflow.dsl.sweeps import expand_sweeps
 from compressflow.dsl.validate import validate_document
 from compressflow.dsl.yaml_source import ParsedYaml, read_yaml_file
-from compressflow.stages.registry import stage_types
+from compressflow.stages.registry import load_plugins_beside, stage_types
 
 DICT_SOURCE = "<dict>"
 
@@ -65,6 +66,7 @@ def load_pipeline(source: str | os.PathLike[str] | Mapping[str, Any],
 def _load(source: Any, overrides: Any, params_files: Any, allow_outside_paths: bool) -> Pipeline:
     problems = Problems()
     parsed, path, root = _read_source(source)
+    load_plugins_beside(root)
     problems.extend(parsed.problems)
     for invalid_path in parsed.invalid_paths:
         problems.mark_invalid(invalid_path)
@@ -82,13 +84,16 @@ def _load(source: Any, overrides: Any, params_files: Any, allow_outside_paths: b
     if not problems and validated is not None:
         cross_check(document, dict(validated.stages), problems)
     # NOTE: also beside other problems, so that a missing file is not found only once they are fixed
-    problems.extend(check_external(*valid_entries(document, validated), document, root, allow_outside_paths))
+    problems.extend(check_imports(document, root))
+    imports = declared_imports(document, validated)
+    problems.extend(check_external(*valid_entries(document, validated), document, root, allow_outside_paths,
+                                   imports=imports))
     if problems or validated is None:
         raise PipelineError(problems.report(document.location.file, lambda at: _note(document, at)))
     return Pipeline(
         name=validated.name, version=validated.version, seed=validated.seed,
         params=dict(validated.params), datasets=dict(validated.datasets), stages=dict(validated.stages),
-        path=path, root=root, document=document, _graph=graph)
+        path=path, root=root, document=document, imports=imports, _graph=graph)
 
 
 def _read_source(source: Any) -> tuple[ParsedYaml, Path | None, Path]:

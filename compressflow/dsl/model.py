@@ -19,7 +19,9 @@ class Pipeline:
 
     ``datasets`` and ``stages`` hold validated config objects in file order.
     ``path`` is the resolved pipeline file (None when loaded from a dict) and
-    ``root`` the folder that relative paths in the pipeline start from.
+    ``root`` the folder that relative paths in the pipeline start from, and where
+    the user's modules (builders, dataset functions, ``imports``) are looked for first.
+    ``imports`` are the modules imported before any stage loads a model.
     """
 
     name: str
@@ -31,6 +33,7 @@ class Pipeline:
     path: Path | None
     root: Path
     document: LocatedDict = field(repr=False)
+    imports: tuple[str, ...] = ()
     _graph: nx.DiGraph = field(repr=False, default_factory=nx.DiGraph)
 
     def location_of(self, path: tuple) -> Location | None:

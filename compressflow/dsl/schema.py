@@ -35,8 +35,11 @@ PipelineName = Annotated[str, StringConstraints(pattern=PIPELINE_NAME_PATTERN, m
                                                 max_length=MAX_NAME_LENGTH)]
 
 #: Top-level keys of a pipeline file, in the order they are documented.
-TOP_LEVEL_KEYS = ("version", "name", "seed", "include", "params", "datasets", "templates", "stages",
+TOP_LEVEL_KEYS = ("version", "name", "seed", "include", "imports", "params", "datasets", "templates", "stages",
                   "inputs", "output")
+#: A dotted Python module name, as in ``imports:``.
+MODULE_PATTERN = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$"
+ModuleName = Annotated[str, StringConstraints(pattern=MODULE_PATTERN, max_length=255)]
 
 _lock = threading.Lock()
 _cache: dict[tuple, type[BaseModel]] = {}
@@ -70,6 +73,13 @@ def _build(stage_classes: list[type[Stage]], dataset_classes: list[type[Dataset]
         name=(PipelineName, Field(description="Name of the pipeline.", examples=["digits"])),
         seed=(int, Field(0, ge=MIN_INT, le=MAX_INT,
                          description="Seed of every stage (each stage also mixes in its own name).")),
+        imports=(list[ModuleName], Field(
+            default_factory=list, description="Modules of yours (beside this file, or installed) imported before "
+                                              "any stage loads a model: those registering custom layers, losses, "
+                                              "metrics or QuantizeConfigs with "
+                                              "`tf_keras.saving.register_keras_serializable`. Their source is in the "
+                                              "cache keys of the stages that load models.",
+            examples=[["mylayers"]])),
         params=(dict[EntryName, Any], Field(
             default_factory=dict, description="Values used below as `${params.NAME}`; override with "
                                               "`--set params.NAME=value` or `--params file.yaml`.",

@@ -206,7 +206,11 @@ def _read_recipe(target: Path, shown: str, location: Location, at: tuple, state:
         return None
     recipe = parsed.value
     for key in list(recipe):
-        if key not in TOP_LEVEL_KEYS:
+        if key == "imports":
+            state.problems.append(Problem("a recipe has no 'imports' of its own", recipe.key_location(key), (key,),
+                                          hint="list the modules under 'imports' of the pipeline that uses it"))
+            recipe.drop(key)
+        elif key not in TOP_LEVEL_KEYS:
             state.problems.append(Problem(f"unknown top-level key '{key}' in a recipe", recipe.key_location(key),
                                           (key,), hint=did_you_mean(str(key), TOP_LEVEL_KEYS)
                                           or "known: " + ", ".join(TOP_LEVEL_KEYS)))

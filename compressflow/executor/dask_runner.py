@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import UsageError
+from compressflow.executor.process_setup import configure_tensorflow_environment
 from compressflow.executor.runners import Runner
 from compressflow.executor.task import FAILED, StageTask, TaskOutcome, execute
 
@@ -102,9 +102,9 @@ def _json_default(value: Any) -> Any:
 
 def run_on_worker(task: StageTask, task_id: str, forward: bool, events_target: str | None) -> tuple[TaskOutcome, int]:
     """Execute ``task`` on a Dask worker; return its outcome and how many events it forwarded."""
-    # NOTE: set before any stage imports TensorFlow in this worker; tfmot needs Keras 2.
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # NOTE: before any stage imports TensorFlow in this worker; the task put the pipeline's folder on the
+    # import path when it was unpickled, and execute imports the pipeline's `imports:` (see process_setup).
+    configure_tensorflow_environment()
     sink = _ForwardingSink(task.name, task_id, events_target) if forward else None
     outcome = execute(task, events=sink)
     return outcome, sink.sent if sink else 0

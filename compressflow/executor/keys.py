@@ -3,9 +3,10 @@
 The key document of a stage holds its type and implementation version, its resolved
 config (references left out), the keys of its inputs, the datasets it reads (config and
 fingerprint), its seed, fingerprints of what it reads from outside the pipeline, the source
-of the code behind its type and the types of the datasets it reads (built-in or plugin), and
-the versions of Python, compressflow and the libraries it uses. Nothing else: renaming a
-stage, reordering the file or editing a description does not invalidate it.
+of the code behind its type and the types of the datasets it reads (built-in or plugin), the
+source of the pipeline's ``imports:`` for a stage that loads models, and the versions of Python,
+compressflow and the libraries it uses. Nothing else: renaming a stage, reordering the file or
+editing a description does not invalidate it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from compressflow.executor.process_setup import loads_models
 from compressflow.stages.base import Environment, Stage, derive_seed
 from compressflow.stages.code_sources import code_fingerprints
 
 KEY_FORMAT = 2  # 2: the source of the stage's (and its datasets') code is in "code"
+# NOTE: the per-plan memo holds datasets by name; no dataset name has parentheses.
+_IMPORTS_MEMO = "(imports)"
 
 
 def canonical_json(data: Any) -> str:
@@ -93,4 +97,15 @@ def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
         "code": code_fingerprints(code_of),
         "versions": library_versions(stage),
     }
+    if env.imports and loads_models(stage):
+        if _IMPORTS_MEMO not in memo:
+            memo[_IMPORTS_MEMO] = imports_fingerprints(env)
+        doc["imports"] = memo[_IMPORTS_MEMO]
     return StageKey(digest(doc), doc)
+
+
+def imports_fingerprints(env: Environment) -> dict[str, str | None]:
+    """Module name -> sha256 of its source for the pipeline's ``imports:`` (found beside the pipeline first)."""
+    from compressflow.user_modules import module_source_fingerprint
+
+    return {name: module_source_fingerprint(name, env.pipeline_dir) for name in env.imports}

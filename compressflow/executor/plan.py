@@ -130,7 +130,7 @@ def _make_plan(pipeline, cache, selection: Selection, allow_outside_paths: bool,
     graph = build_graph(pipeline)
     order = execution_order(graph)
     env = Environment(pipeline_dir=pipeline.root, seed=pipeline.seed, datasets=dict(pipeline.datasets),
-                      allow_outside_paths=allow_outside_paths)
+                      allow_outside_paths=allow_outside_paths, imports=pipeline.imports)
     keys = compute_keys(pipeline, graph, env, order)
     requested = requested_stages(graph, selection)
     forced = forced_stages(graph, selection, requested)
@@ -212,6 +212,10 @@ def explain_change(previous: dict | None, current: StageKey) -> list[str]:
     code = sorted(m for m in set(old_code) | set(new_code) if old_code.get(m) != new_code.get(m))
     if code:
         reasons.append("code changed: " + ", ".join(code))
+    old_imports, new_imports = old.get("imports", {}), new.get("imports", {})
+    imports = sorted(m for m in set(old_imports) | set(new_imports) if old_imports.get(m) != new_imports.get(m))
+    if imports:
+        reasons.append("imports changed: " + ", ".join(imports))
     versions = _diff(old.get("versions", {}), new["versions"])
     if versions:
         reasons.append("versions changed: " + ", ".join(versions))

@@ -6,9 +6,10 @@ process, in a pool worker or on a remote worker.
 
 from __future__ import annotations
 
+import pickle
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +18,7 @@ from compressflow.executor.cache_open import CacheSpec
 from compressflow.executor.capture import stderr_to_file
 from compressflow.executor.events import EventSink
 from compressflow.executor.parent_watch import check_parent
+from compressflow.executor.process_setup import prepare_for_stage
 from compressflow.stages.base import Artifact, Environment, Stage, StageContext
 
 InputRef = tuple[str, str]  # (stage name, key)
@@ -46,6 +48,20 @@ class StageTask:
     # without it, log lines are printed and ``ctx.progress`` is None.
     events_file: str | None = None
     tensorboard_dir: str | None = None  # where a training stage asked to write TensorBoard logs
+
+    def __reduce__(self):
+        # NOTE: the stage or its datasets may be types of a plugin beside the pipeline: the process that
+        # receives the task (a --jobs or Dask worker) puts the pipeline's folder on its import path first.
+        state = {item.name: getattr(self, item.name) for item in fields(self)}
+        return _restore_task, (str(self.env.pipeline_dir), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _restore_task(pipeline_dir: str, state: bytes) -> StageTask:
+    """A pickled :class:`StageTask`, unpickled once this process imports from the pipeline's folder."""
+    from compressflow.user_modules import use_pipeline_folder
+
+    use_pipeline_folder(Path(pipeline_dir))
+    return StageTask(**pickle.loads(state))
 
 
 @dataclass
@@ -83,6 +99,7 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
             if not task.force and cache.lookup(task.key, stage=task.name, verify=task.verify) is not None:
                 return TaskOutcome(task.name, CACHED, time.perf_counter() - started)
             inputs = _read_inputs(cache, task)
+            prepare_for_stage(task.stage, task.env)
             with cache.writer(task.key, stage=task.name, key_doc=task.key_doc, replace=task.force) as out_dir:
                 ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=task.env,
                                    inputs=inputs, log=log, lineage=task.lineage, progress=events,

@@ -10,15 +10,16 @@ import os
 import signal
 
 from compressflow.executor.parent_watch import ParentGone, die_with_parent
+from compressflow.executor.process_setup import configure_tensorflow_environment
 from compressflow.executor.task import execute
 
 
 def serve(connection, parent_pid: int) -> None:
     """Execute the tasks that arrive on ``connection`` until ``None`` arrives or the pipe closes."""
     die_with_parent(parent_pid)
-    # NOTE: set before any stage imports TensorFlow in this worker; tfmot needs Keras 2.
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # NOTE: before any stage imports TensorFlow in this worker; each task readies the process for its
+    # pipeline when it is unpickled (import path) and before its stage runs (imports:), see process_setup.
+    configure_tensorflow_environment()
     try:
         while True:
             try:

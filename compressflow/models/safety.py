@@ -7,13 +7,20 @@ names. So the stored config is read with plain ``zipfile``/``h5py``/protobuf
 wire decoding, every object in it is checked, and the file is refused unless the
 stage says ``trust: true``.
 
-This module does not import TensorFlow; which classes count as built-in is decided
-by a callable the caller passes (see ``compressflow.stages.tfutil``).
+This module does not import TensorFlow. The classes of tf-keras, Keras and Python's builtins
+are known, and so are TensorFlow's own initializers, regularizers and constraints (a model built
+with ``tf.constant_initializer`` names one); whether any other class counts is decided by a
+callable the caller passes: what is registered in the running process (see
+``compressflow.stages.tfutil``), or, before anything runs, what the modules of ``imports:``
+register (see :mod:`compressflow.models.registrations`).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +37,11 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _CODE_CLASSES = {"Lambda": "a Lambda layer: its Python bytecode would run",
                  "__lambda__": "a serialised Python lambda: its bytecode would run"}
 _KERAS_MODULES = ("keras", "tf_keras")
+# Config keys under which TensorFlow's own initializers, regularizers and constraints are trusted.
+_TF_OBJECT_ROLE = re.compile(r"(^|_)(initializer|regularizer|constraint)$")
+#: How a custom class becomes known without ``trust:``.
+IMPORTS_WAY = ("register the class with tf_keras.saving.register_keras_serializable in a module of yours "
+               "and list that module under `imports:`")
 # SavedModel metadata nodes that are deserialised as layers or models.
 _LAYER_NODE_PREFIXES = ("_tf_keras_layer", "_tf_keras_input_layer", "_tf_keras_network",
                         "_tf_keras_model", "_tf_keras_sequential", "_tf_keras_rnn_layer")
@@ -51,6 +63,7 @@ class StoredObject:
     module: str | None
     registered_name: str | None
     is_layer: bool
+    role: str | None = None  # the config key the object is the value of, e.g. "bias_initializer"
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Finding:
     layer: str | None
     class_name: str
     reason: str
+    custom_class: bool = False  # a class to import (registering it makes it known), not code in the file
 
     def describe(self) -> str:
         where = f"layer {self.layer!r}" if self.layer else "an object"
@@ -189,10 +203,11 @@ def iter_objects(config: Any, new_format: bool) -> Iterator[StoredObject]:
     yield from _walk(config, layer=None, new_format=new_format, in_layer_list=True)
 
 
-def _walk(node: Any, layer: str | None, new_format: bool, in_layer_list: bool) -> Iterator[StoredObject]:
+def _walk(node: Any, layer: str | None, new_format: bool, in_layer_list: bool,
+          role: str | None = None) -> Iterator[StoredObject]:
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, layer, new_format, in_layer_list)
+            yield from _walk(item, layer, new_format, in_layer_list, role)
         return
     if not isinstance(node, dict):
         return
@@ -208,9 +223,9 @@ def _walk(node: Any, layer: str | None, new_format: bool, in_layer_list: bool) -
         module = node.get("module") if new_format else None
         registered = node.get("registered_name") if new_format else None
         yield StoredObject(class_name, layer, module if isinstance(module, str) else None,
-                           registered if isinstance(registered, str) else None, is_layer)
+                           registered if isinstance(registered, str) else None, is_layer, role)
     for key, value in node.items():
-        yield from _walk(value, layer, new_format, in_layer_list=key in ("layers", "layer"))
+        yield from _walk(value, layer, new_format, in_layer_list=key in ("layers", "layer"), role=key)
 
 
 def find_code(configs: list[tuple[Any, bool]], is_known: IsKnownClass) -> list[Finding]:
@@ -218,24 +233,57 @@ def find_code(configs: list[tuple[Any, bool]], is_known: IsKnownClass) -> list[F
     findings: dict[tuple[str | None, str], Finding] = {}
     for config, new_format in configs:
         for obj in iter_objects(config, new_format):
-            reason = _code_reason(obj, new_format, is_known)
-            if reason:
-                findings.setdefault((obj.layer, obj.class_name), Finding(obj.layer, obj.class_name, reason))
+            if obj.class_name in _CODE_CLASSES:
+                finding = Finding(obj.layer, obj.class_name, _CODE_CLASSES[obj.class_name])
+            else:
+                reason = _custom_class_reason(obj, new_format, is_known)
+                finding = Finding(obj.layer, obj.class_name, reason, custom_class=True) if reason else None
+            if finding:
+                findings.setdefault((obj.layer, obj.class_name), finding)
     return list(findings.values())
 
 
-def _code_reason(obj: StoredObject, new_format: bool, is_known: IsKnownClass) -> str | None:
-    if obj.class_name in _CODE_CLASSES:
-        return _CODE_CLASSES[obj.class_name]
+def _custom_class_reason(obj: StoredObject, new_format: bool, is_known: IsKnownClass) -> str | None:
     if new_format:
         if obj.module is None or obj.module == "builtins" or obj.module.split(".")[0] in _KERAS_MODULES:
             return None
-        if is_known(obj.class_name, obj.module, obj.registered_name):
+        if is_tensorflow_object(obj) or is_known(obj.class_name, obj.module, obj.registered_name):
             return None
-        return f"a custom class {obj.class_name} from module {obj.module!r}, which would be imported"
+        registered = (f" (registered name {obj.registered_name!r})"
+                      if obj.registered_name and obj.registered_name != obj.class_name else "")
+        return f"a custom class {obj.class_name} from module {obj.module!r}{registered}, which would be imported"
     if obj.is_layer and not is_known(obj.class_name, None, None):
         return f"a custom layer class {obj.class_name}, neither built into tf-keras nor registered"
     return None
+
+
+def is_tensorflow_object(obj: StoredObject) -> bool:
+    """Whether ``obj`` is one of TensorFlow's own initializers, regularizers or constraints.
+
+    Such as ``Constant`` from ``tensorflow.python.ops.init_ops_v2`` (``tf.constant_initializer``, which
+    keras.applications' EfficientNets use): the class must be defined in that TensorFlow module and
+    stand where the layer expects an initializer, regularizer or constraint. tf-keras imports the
+    module, which is TensorFlow's, not code from the file.
+    """
+    if not obj.module or obj.module.split(".")[0] != "tensorflow" or not obj.role:
+        return False
+    return bool(_TF_OBJECT_ROLE.search(obj.role)) and obj.class_name in _classes_defined_in(obj.module)
+
+
+@functools.lru_cache(maxsize=64)
+def _classes_defined_in(module: str) -> frozenset[str]:
+    """Names of the public classes a module's source defines at its top level (read, not imported)."""
+    from compressflow.user_modules import find_module_source
+
+    source = find_module_source(module)
+    if source is None or source.suffix != ".py":
+        return frozenset()
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except (SyntaxError, ValueError, OSError):
+        return frozenset()
+    return frozenset(node.name for node in tree.body
+                     if isinstance(node, ast.ClassDef) and not node.name.startswith("_"))
 
 
 def check_model_file(path: Path, *, trust: bool, is_known: IsKnownClass, opt_in: str) -> str:
@@ -249,7 +297,16 @@ def check_model_file(path: Path, *, trust: bool, is_known: IsKnownClass, opt_in:
         return fmt
     findings = find_code(read_stored_config(path, fmt), is_known)
     if findings:
-        listed = "; ".join(f.describe() for f in findings)
-        raise UnsafeModelError(f"refusing to load {path}: {listed}. Loading it would run code from the file. "
-                               f"If you trust this file, {opt_in}.")
+        raise UnsafeModelError(refusal(path, findings, opt_in))
     return fmt
+
+
+def refusal(path: Path, findings: list[Finding], opt_in: str) -> str:
+    """Why ``path`` is refused and the ways forward: ``imports:`` for custom classes, ``opt_in`` (trust)."""
+    listed = "; ".join(f.describe() for f in findings)
+    if all(f.custom_class for f in findings):
+        return (f"refusing to load {path}: {listed}. To load it, {IMPORTS_WAY}; or, if you trust this file "
+                f"and the module it names, {opt_in}.")
+    code = " Loading it would run code from the file."
+    custom = f" For the custom classes, {IMPORTS_WAY}." if any(f.custom_class for f in findings) else ""
+    return f"refusing to load {path}: {listed}.{code}{custom} If you trust this file, {opt_in}."

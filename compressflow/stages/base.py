@@ -324,6 +324,8 @@ class Environment:
     seed: int = 0
     datasets: dict[str, Dataset] = field(default_factory=dict)
     allow_outside_paths: bool = False
+    # The pipeline's ``imports:``: modules imported before a stage deserializes a model (custom objects).
+    imports: tuple[str, ...] = ()
 
     def resolve_path(self, raw: str | os.PathLike[str], *, what: str) -> Path:
         """Resolve a path written in the pipeline, relative to the pipeline's folder.

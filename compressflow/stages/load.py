@@ -27,7 +27,8 @@ args: {input_shape: [8, 8, 1], classes: 10}
 """
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
-    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + ("compressflow.models", "compressflow.models.builders")
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + (
+        "compressflow.models", "compressflow.models.builders", "compressflow.models.registrations")
     path_fields: ClassVar[dict[str, str]] = {"path": "model path", "weights": "weights file"}
     module_fields: ClassVar[dict[str, str]] = {"builder": "builder"}
 
@@ -59,15 +60,16 @@ args: {input_shape: [8, 8, 1], classes: 10}
 
         Cheap and TensorFlow-free: it runs on every plan.
         """
-        from compressflow.data.datasets import module_source_fingerprint
         from compressflow.stages.base import tree_sha256
+        from compressflow.user_modules import module_source_fingerprint
 
         if self.path:
             path = env.resolve_path(self.path, what="model path")
             return {"sha256": tree_sha256(path) if path.exists() else "missing"}
         if self.builder:
             module = self.builder.partition(":")[0]
-            return {"builder": self.builder, "source": module_source_fingerprint(module), "args": self.args}
+            return {"builder": self.builder, "source": module_source_fingerprint(module, env.pipeline_dir),
+                    "args": self.args}
         fingerprint: dict[str, Any] = {"application": self.application, "args": self.args}
         if self.weights:
             weights = env.resolve_path(self.weights, what="weights file")
@@ -85,7 +87,7 @@ args: {input_shape: [8, 8, 1], classes: 10}
         if self.path and not self.trust and not problems:
             from compressflow.stages.base import FieldProblem
 
-            finding = _code_in_model_file(env.resolve_path(self.path, what="model path"))
+            finding = _code_in_model_file(env.resolve_path(self.path, what="model path"), env)
             if finding:
                 problems.append(FieldProblem("path", finding))
         return problems
@@ -143,15 +145,15 @@ args: {input_shape: [8, 8, 1], classes: 10}
             raise StageFailed(f"application {self.application}: {exc}") from exc
 
 
-def _code_in_model_file(path) -> str | None:
-    """Why loading ``path`` would run code from it (a Lambda layer), if it would; else None."""
+def _code_in_model_file(path, env) -> str | None:
+    """Why loading ``path`` would run code from it (a Lambda layer) or import a class that the pipeline's
+    ``imports:`` do not register, if it would; else None."""
     from compressflow.errors import UnsafeModelError
+    from compressflow.models.registrations import known_before_run
     from compressflow.models.safety import ModelFileError, check_model_file
 
     try:
-        # NOTE: every class counts as known here: telling tf-keras' own classes from custom ones
-        # needs TensorFlow, so only code-carrying classes (Lambda) are caught before the run.
-        check_model_file(path, trust=False, is_known=lambda *_: True,
+        check_model_file(path, trust=False, is_known=known_before_run(env.imports, env.pipeline_dir),
                          opt_in="set `trust: true` on this load stage")
     except UnsafeModelError as exc:
         return str(exc)

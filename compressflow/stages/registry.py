@@ -8,7 +8,8 @@ Sources, read once per process, in this order:
    whose import registers them with :func:`register_stage`); set
    ``COMPRESSFLOW_NO_ENTRY_POINTS=1`` to skip them,
 3. modules named in the ``COMPRESSFLOW_PLUGINS`` environment variable
-   (comma separated), for plugins that are not installed as packages.
+   (comma separated), for plugins that are not installed as packages; one that is not
+   found there is loaded from a pipeline's folder once it is known (:func:`load_plugins_beside`).
 
 A plugin that fails to import (or to register its types) stops nothing: the failure is
 recorded (:func:`plugin_failures`), the types it registered before failing are withdrawn,
@@ -29,6 +30,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TypeVar
 
 from compressflow.errors import CompressflowError
@@ -209,6 +211,27 @@ def load_all() -> None:
         for module in dict.fromkeys(filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")))):
             _load_target(module)
         _loaded = True
+
+
+def load_plugins_beside(folder: Path) -> None:
+    """Load the ``COMPRESSFLOW_PLUGINS`` modules that were not found on the import path from ``folder``
+    (a pipeline's), where they are there; the folder then comes first on the import path."""
+    from compressflow.user_modules import find_module_source, is_beside, use_pipeline_folder
+
+    def found_there(module: str) -> bool:
+        source = find_module_source(module, folder)
+        return source is not None and is_beside(source, folder)
+
+    load_all()
+    with _lock:
+        missing = [failure for failure in _failures if failure.group is None
+                   and failure.error.startswith("ModuleNotFoundError") and found_there(failure.module)]
+        if not missing:
+            return
+        use_pipeline_folder(folder)
+        for failure in missing:
+            _failures.remove(failure)
+            _load_target(failure.target)
 
 
 def _load_entry_points() -> None:

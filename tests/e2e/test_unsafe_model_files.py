@@ -4,9 +4,9 @@ The Lambda layer of these models touches a canary file when it is called, which
 tf-keras does while loading. Without ``trust: true`` the pipeline is refused before
 anything runs (exit 2, located at the ``path`` field, naming the layer and the opt-in)
 in all three formats, and the canary is never touched; with ``trust: true`` the run
-succeeds and the canary shows the file's code did run. A custom class the user did not
-register is found by the running stage (telling it from tf-keras' own classes needs
-TensorFlow): exit 1 with a message naming the layer and the opt-in.
+succeeds and the canary shows the file's code did run. A custom class that no module of
+``imports:`` registers is refused before anything runs too, naming the layer and both ways
+forward (``imports:``, ``trust: true``).
 """
 
 from __future__ import annotations
@@ -96,14 +96,13 @@ def test_trusted_lambda_model_files_load_and_their_code_runs(models):
     canary.unlink()
 
 
-def test_unregistered_custom_class_fails_the_stage_naming_layer_and_opt_in(models):
+def test_unregistered_custom_class_is_refused_before_anything_runs_naming_both_ways_forward(models):
     folder, canary = models
     pipeline = pipeline_with(folder, "custom.keras")
-    assert cli("validate", pipeline).code == 0  # only the running stage can tell, with TensorFlow
-
-    result = cli("run", pipeline, "--progress", "plain")
-
-    assert result.code == 1, result.text
-    assert "model: FAILED" in result.text
-    assert "layer 'probs' is a custom class Payload from module 'evil_package.layers'" in result.text
-    assert "`trust: true` on load stage 'model'" in result.text and "Traceback" not in result.text
+    for command in ("validate", "run"):
+        result = cli(command, pipeline)
+        assert result.code == 2, result.text
+        assert re.search(rf"{re.escape(str(pipeline))}:5:\d+: error: refusing to load ", result.err), result.err
+        assert "layer 'probs' is a custom class Payload from module 'evil_package.layers'" in result.err
+        assert "list that module under `imports:`" in result.err and "`trust: true`" in result.err
+        assert "Traceback" not in result.text
