@@ -56,6 +56,27 @@ class SklearnDigits(_Preprocessing):
 
 
 @register_dataset
+class SklearnDiabetes(_Preprocessing):
+    """scikit-learn's bundled diabetes data (442 patients, 10 features, disease progression after a year): a
+    regression; offline."""
+
+    type: Literal["sklearn_diabetes"] = "sklearn_diabetes"
+    standardize: bool = Field(True, description="Give each feature mean 0 and standard deviation 1.")
+    target_scale: float = Field(0.01, gt=0, description="The target (25..346) is multiplied by this.")
+
+    def fingerprint(self, env: Environment) -> dict[str, Any]:
+        return {"source": "sklearn.datasets.load_diabetes", "scikit-learn": _dist_version("scikit-learn")}
+
+    def load_arrays(self, env: Environment):
+        from sklearn.datasets import load_diabetes
+
+        x, y = load_diabetes(return_X_y=True, scaled=False)
+        if self.standardize:
+            x = (x - x.mean(axis=0)) / x.std(axis=0)
+        return x.astype("float32"), (y * self.target_scale).astype("float32")
+
+
+@register_dataset
 class NpzDataset(_Preprocessing):
     """Arrays from a `.npz` file (keys `x` and `y` by default)."""
 

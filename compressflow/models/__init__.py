@@ -3,6 +3,6 @@
 Importing this package does not import TensorFlow; builders import it when called.
 """
 
-from compressflow.models.builders import application, mlp, small_cnn, tiny_cnn
+from compressflow.models.builders import application, mlp, mlp_regressor, small_cnn, tiny_cnn
 
-__all__ = ["application", "mlp", "small_cnn", "tiny_cnn"]
+__all__ = ["application", "mlp", "mlp_regressor", "small_cnn", "tiny_cnn"]

@@ -68,6 +68,19 @@ def mlp(input_shape: Sequence[int] = (64,), classes: int = 10, hidden: Sequence[
     return k.Model(inputs, _head(k, x, classes, logits), name="mlp")
 
 
+def mlp_regressor(input_shape: Sequence[int] = (10,), outputs: int = 1, hidden: Sequence[int] = (64, 32),
+                  dropout: float = 0.0):
+    """A multi-layer perceptron with a linear output (``outputs`` real values): a regression model."""
+    k = _keras()
+    inputs = k.Input(shape=tuple(input_shape), name="features")
+    x = k.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
+    for i, width in enumerate(hidden, start=1):
+        x = k.layers.Dense(width, activation="relu", name=f"dense{i}")(x)
+        if dropout:
+            x = k.layers.Dropout(dropout, name=f"dropout{i}")(x)
+    return k.Model(inputs, k.layers.Dense(outputs, name="output")(x), name="mlp_regressor")
+
+
 def application(name: str, weights: str | Path | None = None, **args):
     """A ``keras.applications`` architecture by name (e.g. ``MobileNetV2``), never downloaded.
 
