@@ -118,7 +118,9 @@ trials: 20
     produces: ClassVar[str] = "the best trial's output (the recipe output's artifact)"
     # NOTE: the executor runs this stage itself (trials are dynamic), never a runner.
     driven_by_executor: ClassVar[bool] = True
-    code_dependencies: ClassVar[tuple[str, ...]] = ("compressflow.stages.selection", "compressflow.stages.report_table")
+    code_dependencies: ClassVar[tuple[str, ...]] = ("compressflow.stages.selection", "compressflow.stages.report_table",
+                                                    "compressflow.stages.gates", "compressflow.stages.tasks",
+                                                    "compressflow.stages.keras_names")
     path_fields: ClassVar[dict[str, str]] = {"recipe": "recipe file"}
 
     type: Literal["search"] = "search"
