@@ -102,18 +102,19 @@ def check_model_file(path: Path, *, trust: bool = False, opt_in: str = "set `tru
 
 
 def load_keras_model(path: Path, *, trust: bool = False, custom_objects: dict | None = None,
-                     opt_in: str = "set `trust: true` on the load stage"):
+                     opt_in: str = "set `trust: true` on the load stage", check: bool = True):
     """Load a Keras model file (.keras, .h5 or a SavedModel folder) without its training state.
 
-    Unless ``trust``, the stored config is inspected first and a file that would run
-    code (Lambda layers, unregistered custom objects) raises ``UnsafeModelError``, whose
-    message ends with ``opt_in`` (how to allow it). A missing, truncated or corrupt file
+    Unless ``trust`` (or ``check`` is False), the stored config is inspected first and a file
+    that would run code (Lambda layers, unregistered custom objects) raises ``UnsafeModelError``,
+    whose message ends with ``opt_in`` (how to allow it). A missing, truncated or corrupt file
     raises ``ModelFileError`` naming it.
     """
     from compressflow.models.safety import ModelFileError
 
     path = Path(path)
-    check_model_file(path, trust=trust, opt_in=opt_in)
+    if check:
+        check_model_file(path, trust=trust, opt_in=opt_in)
     k = keras()
     try:
         return k.models.load_model(path, compile=False, safe_mode=not trust, custom_objects=custom_objects)
@@ -132,9 +133,11 @@ def load_artifact_model(artifact):
 
     if artifact.kind != KERAS_MODEL:
         raise StageFailed(f"stage {artifact.stage!r} gives a {artifact.kind}, not a Keras model")
-    # NOTE: an artifact is marked trusted only when its model holds code that a load stage was
-    # allowed to run (`trust: true`, or a builder); the flag travels in artifact.json with the model.
-    return load_keras_model(artifact.file(), trust=bool(artifact.meta.get("trusted")))
+    # NOTE: a cache entry is a file compressflow wrote: what its model holds was checked where it came
+    # into the pipeline (a load stage refuses code it was not allowed to run), so it is never refused
+    # here. tf-keras' safe_mode still refuses Lambda bytecode unless the entry is marked trusted: only
+    # a model holding code that a load stage was allowed to run (`trust: true`, or a builder's) is.
+    return load_keras_model(artifact.file(), trust=bool(artifact.meta.get("trusted")), check=False)
 
 
 def load_input_model(ctx, field: str = "model"):
