@@ -5,7 +5,11 @@ predictions: accuracy and top-k for classification, MAE / MSE / R² for regressi
 and F1 for multilabel, and the stage's own ``metrics:``; nothing that does not apply is reported.
 
 Output: ``metrics.json`` ``{"baseline": name | null, "models": {stage name: {metric: value}},
-"data": {...}, "notes": [...]}`` and ``table.txt`` (printed at the end of a run).
+"data": {...}, "notes": [...], "warnings": [...]}`` and ``table.txt`` (printed at the end of a run).
+
+A classifier that predicts one class for more than :data:`ONE_CLASS_SHARE` of the samples
+(when the labels are not that lopsided) gets a warning, in the stage's log, ``warnings`` and
+the table: BatchNorm moving statistics that do not fit the data give that in inference mode.
 
 What is counted, per model format:
 
@@ -72,6 +76,8 @@ class LatencyOptions(BaseModel):
 
 
 METRICS_FILE = "metrics.json"
+# A classifier predicting one class for more than this share of the samples is warned about.
+ONE_CLASS_SHARE = 0.9
 TABLE_FILE = "table.txt"
 
 
@@ -206,11 +212,15 @@ require: {max_accuracy_drop: 0.01}
                 if name != self.baseline:
                     metrics.update(compare(metrics, models[self.baseline], list(goals)))
         notes = self._notes(models)
+        warnings = one_class_warnings(models, y, self.split)
+        for warning in warnings:
+            ctx.log(f"warning: {warning}")
         ctx.write_json(METRICS_FILE, {"baseline": self.baseline, "models": models, "notes": notes,
-                                      "task": task.task, "metric_goals": goals,
+                                      "warnings": warnings, "task": task.task, "metric_goals": goals,
                                       "data": {"dataset": self.data, "split": self.split, "samples": len(x),
                                                "task": task.why}})
-        table = format_table(models, self.baseline, notes, metrics=list(goals), primary=PRIMARY_METRIC[task.task])
+        table = format_table(models, self.baseline, notes + [f"warning: {warning}" for warning in warnings],
+                             metrics=list(goals), primary=PRIMARY_METRIC[task.task])
         (ctx.out_dir / TABLE_FILE).write_text(table)
         ctx.set_output(METRICS, METRICS_FILE, table=TABLE_FILE, baseline=self.baseline, models=list(models),
                        task=task.task)
@@ -260,3 +270,23 @@ require: {max_accuracy_drop: 0.01}
         """The metrics table, printed at the end of a run."""
         path = output.path / output.meta.get("table", TABLE_FILE)
         return path.read_text() if path.exists() else None
+
+
+def one_class_warnings(models: dict[str, dict[str, Any]], labels, split: str) -> list[str]:
+    """A warning for each classifier that predicts one class for more than :data:`ONE_CLASS_SHARE` of
+    the samples, unless the labels themselves are that lopsided."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    labels = (labels.argmax(axis=1) if labels.ndim == 2 else labels).reshape(-1)
+    warnings = []
+    for name, metrics in models.items():
+        top, share = metrics.get("top_predicted_class"), metrics.get("top_predicted_share")
+        if top is None or share is None or share <= ONE_CLASS_SHARE:
+            continue
+        if len(labels) and float(np.mean(labels == top)) > ONE_CLASS_SHARE:
+            continue  # NOTE: the data is that lopsided: predicting its main class is no sign of trouble
+        samples = "training" if split == "train" else "validation"
+        warnings.append(f"model {name!r} predicts class {top} for {share:.0%} of the {samples} samples: BatchNorm "
+                        "statistics may not fit (try `batchnorm: freeze`) or the model has not learned")
+    return warnings

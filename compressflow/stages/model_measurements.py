@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, Artifact
-from compressflow.stages.measure import file_sizes, time_calls, weight_statistics
+from compressflow.stages.measure import file_sizes, predicted_classes, time_calls, weight_statistics
 from compressflow.stages.prediction_metrics import task_metrics, user_metrics
 
 
@@ -54,6 +54,8 @@ def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: li
     result.update(measured)
     extra = [spec for spec in metrics or () if _key(spec) not in measured]
     result.update(user_metrics(extra, scores, y, task=task, from_logits=from_logits))
+    if task == "classification":
+        result.update(predicted_classes(scores))
     result.update(weight_statistics(tensors))
     result.update(file_sizes(artifact.file()))
     result.update(timing)

@@ -127,6 +127,29 @@ def test_tflite_model_measured_without_latency(artifacts, env, run_stage):
     assert "accuracy_delta" not in models["int8"]
 
 
+@pytest.mark.tf
+def test_a_model_that_predicts_one_class_is_warned_about(env, run_stage, tmp_path):
+    from compressflow.stages.tfutil import keras
+
+    k = keras()
+    constant = k.Sequential([k.layers.Input((8, 8, 1)), k.layers.Flatten(),
+                             k.layers.Dense(10, kernel_initializer="zeros",
+                                            bias_initializer=k.initializers.Constant([0, 0, 0, 5, 0, 0, 0, 0, 0, 0]))])
+    found = {"constant": tiny.keras_artifact(constant, tmp_path / "constant", "constant"),
+             "trained": tiny.keras_artifact(tiny.train_cnn(env, epochs=4), tmp_path / "trained", "trained")}
+    logs: list[str] = []
+    stage = EvaluateStage(models=["trained", "constant"], baseline="trained", data="digits", latency=None)
+    out = run_stage(stage, env, {"models": list(found.values()), "baseline": found["trained"]}, logs=logs)
+    expected = ("model 'constant' predicts class 3 for 100% of the validation samples: BatchNorm statistics may "
+                "not fit (try `batchnorm: freeze`) or the model has not learned")
+    metrics = out.metrics()
+    assert metrics["warnings"] == [expected]
+    assert f"warning: {expected}" in logs
+    assert metrics["models"]["constant"]["top_predicted_share"] == 1.0
+    assert metrics["models"]["trained"]["top_predicted_share"] < 0.5
+    assert "predicts class 3" in out.file("table.txt").read_text()
+
+
 def test_config_rules():
     with pytest.raises(ValidationError, match="must be one of 'models'"):
         EvaluateStage(models=["a"], baseline="b", data="d")
