@@ -35,7 +35,7 @@ def check_external(stages: dict, datasets: dict, document: LocatedDict, root: Pa
     ``imports`` are the pipeline's ``imports:`` (what they register makes a model file's custom classes known).
     """
     env = Environment(pipeline_dir=root, datasets=dict(datasets), allow_outside_paths=allow_outside_paths,
-                      imports=tuple(imports))
+                      imports=tuple(imports), stages=dict(stages))
     modules: dict[tuple[str, str], tuple[str, str | None] | None] = {}  # NOTE: 10,000 stages, a few builders
     problems: dict[tuple, Problem] = {}
     for section, configs in zip(SECTIONS, (datasets, stages)):

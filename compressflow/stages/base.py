@@ -326,6 +326,8 @@ class Environment:
     allow_outside_paths: bool = False
     # The pipeline's ``imports:``: modules imported before a stage deserializes a model (custom objects).
     imports: tuple[str, ...] = ()
+    # The pipeline's stages by name, while it is checked (``Stage.check``): what a stage's inputs will be.
+    stages: dict[str, "Stage"] = field(default_factory=dict)
 
     def resolve_path(self, raw: str | os.PathLike[str], *, what: str) -> Path:
         """Resolve a path written in the pipeline, relative to the pipeline's folder.

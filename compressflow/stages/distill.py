@@ -31,6 +31,7 @@ epochs: 20
     produces: ClassVar[str] = KERAS_MODEL
     libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
     code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
+    keras_model_fields: ClassVar[tuple[str, ...]] = ("teacher", "student")
 
     type: Literal["distill"] = "distill"
     teacher: StageName

@@ -95,9 +95,13 @@ args: {input_shape: [8, 8, 1], classes: 10}
     # -- run ------------------------------------------------------------------------
 
     def run(self, ctx) -> None:
-        from compressflow.stages import tfutil
+        from compressflow.stages import saved_model, tfutil
 
         tfutil.seed_everything(ctx.seed)
+        if self.path and saved_model.is_plain_saved_model(ctx.env.resolve_path(self.path, what="model path")):
+            # NOTE: no Keras layers to load: it is given on as a saved_model artifact (convert / evaluate only)
+            saved_model.load_plain_saved_model(ctx, ctx.env.resolve_path(self.path, what="model path"), self.path)
+            return
         if self.path:
             model, fmt = self._from_file(ctx)
             source = {"source": "path", "format": fmt}

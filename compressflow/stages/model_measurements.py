@@ -1,4 +1,4 @@
-"""Measure one model artifact (Keras or TFLite) on a dataset: what ``evaluate`` reports per model.
+"""Measure one model artifact (Keras, TFLite or plain SavedModel) on a dataset: what ``evaluate`` reports per model.
 
 A model quantized with LiteRT Quantizer carries a summary of its per-layer numerics (its output's
 error against the float model and the worst layers), which is passed on as ``numerics``.
@@ -6,7 +6,8 @@ error against the float model and the worst layers), which is passed on as ``num
 Keras models run in TensorFlow (accuracy with ``predict``; latency of a traced
 ``tf.function`` call), TFLite models in LiteRT's interpreter. Sizes are those of
 the artifact's file: a Keras model's ``.keras`` (or QAT ``.h5``) file is not a fair
-size baseline for TFLite models; a ``quantize`` stage with ``method: float32`` is.
+size baseline for TFLite models; a ``quantize`` stage with ``method: float32`` is. A plain
+SavedModel runs its serving signature in TensorFlow (:mod:`compressflow.stages.saved_model`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import numpy as np
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, Artifact
 from compressflow.stages.measure import file_sizes, predicted_classes, time_calls, weight_statistics
 from compressflow.stages.prediction_metrics import task_metrics, user_metrics
+from compressflow.stages.saved_model import SAVED_MODEL
 
 
 def model_label(artifact: Artifact) -> str:
-    """Short description of a model for tables: ``keras``, ``keras qat``, ``tflite int8``..."""
+    """Short description of a model for tables: ``keras``, ``keras qat``, ``tflite int8``, ``saved_model``..."""
+    if artifact.kind == SAVED_MODEL:
+        return "saved_model"
     if artifact.kind == KERAS_MODEL:
         return "keras qat" if artifact.meta.get("qat") else "keras"
     method = artifact.meta.get("method")
@@ -44,6 +48,10 @@ def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: li
         scores, tensors, timing = _keras(artifact, x, latency)
     elif artifact.kind == TFLITE_MODEL:
         scores, tensors, timing = _tflite(artifact, x, latency)
+    elif artifact.kind == SAVED_MODEL:
+        from compressflow.stages import saved_model_run
+
+        scores, tensors, timing = saved_model_run.measure(artifact, x, latency)
     else:
         raise ValueError(f"stage {artifact.stage!r} gives {artifact.kind}, not a model")
     result: dict[str, Any] = {"kind": artifact.kind, "label": model_label(artifact),

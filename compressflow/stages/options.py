@@ -25,6 +25,8 @@ class TrainingOptions(BaseModel):
 
     # NOTE: where training logs go does not change the model: kept out of the cache key.
     key_exclude: ClassVar[frozenset[str]] = frozenset({"tensorboard"})
+    #: Fields naming the models the stage runs as Keras models: none of them may be a plain SavedModel.
+    keras_model_fields: ClassVar[tuple[str, ...]] = ("model",)
 
     epochs: int = Field(5, ge=0, le=100_000, description="Training epochs (0 skips training).")
     batch_size: int = Field(32, ge=1, le=1_000_000, description="Samples per training step.")
@@ -55,10 +57,15 @@ class TrainingOptions(BaseModel):
         examples=[["mae"]])
 
     def check(self, env) -> list:
-        """The modules of a ``module:function`` loss or metric must be there (beside the pipeline or installed)."""
+        """The modules of a ``module:function`` loss or metric must be there (beside the pipeline or installed);
+        no model the stage trains may be a plain SavedModel (it has no Keras layers)."""
         from compressflow.stages.losses import function_problems
+        from compressflow.stages.saved_model import plain_saved_model_inputs
 
-        return [*super().check(env), *function_problems(self, env)]  # type: ignore[misc]
+        problems = [*super().check(env), *function_problems(self, env)]  # type: ignore[misc]
+        if self.trains_keras_layers():
+            problems.extend(plain_saved_model_inputs(self, self.keras_model_fields, env))
+        return problems
 
     def fingerprint(self, env) -> dict[str, Any]:
         """The source of the modules of a ``module:function`` loss or metric (found without importing them)."""
@@ -69,6 +76,10 @@ class TrainingOptions(BaseModel):
         if names:
             found["functions"] = functions_fingerprint(names, env.pipeline_dir)
         return found
+
+    def trains_keras_layers(self) -> bool:
+        """Whether this configuration trains (``quantize`` trains only with method qat)."""
+        return True
 
 
 class LayerSelection(BaseModel):

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -26,6 +27,7 @@ from compressflow.stages.litert_recipes import KeepFloat, LiteRTRule, RecipeName
 from compressflow.stages.load import TF_LIBRARIES
 from compressflow.stages.options import LayerSelection, TrainingOptions
 from compressflow.stages.registry import register_stage
+from compressflow.stages.saved_model import SAVED_MODEL
 
 METHODS_NEEDING_DATA = ("qat", "int8", "int16x8")
 # Fields of method qat only: kept out of the cache keys of conversions.
@@ -137,6 +139,9 @@ representative_samples: 200
         """Distributions whose versions are in the cache key: LiteRT Quantizer's only for ``litert``."""
         return TF_LIBRARIES + LITERT_LIBRARIES if self.method == "litert" else TF_LIBRARIES
 
+    def trains_keras_layers(self) -> bool:
+        return self.method == "qat"
+
     def check(self, env) -> list:
         """The modules of ``quantize_configs`` must be there (beside the pipeline or installed)."""
         from compressflow.stages.base import FieldProblem
@@ -179,6 +184,9 @@ representative_samples: 200
             run_litert(self, ctx)
             return
         source = ctx.input("model")
+        if source.kind == SAVED_MODEL:
+            self._convert_saved_model(source, ctx)
+            return
         if source.kind != KERAS_MODEL:
             raise StageFailed(
                 f"quantize stage {ctx.name!r} needs a Keras model, but {source.stage!r} gives a {source.kind}"
@@ -198,7 +206,19 @@ representative_samples: 200
         if self.method == "qat":
             self._train_quantization_aware(model, ctx)
         else:
-            self._convert(model, ctx, from_qat=from_qat)
+            from compressflow.stages import tflite_convert
+
+            self._convert(functools.partial(tflite_convert.convert_keras_model, model), ctx, from_qat=from_qat)
+
+    def _convert_saved_model(self, source, ctx) -> None:
+        """Post-training conversion of a plain SavedModel (it has no Keras layers to train)."""
+        from compressflow.stages import saved_model, saved_model_run
+        from compressflow.stages.tfutil import seed_everything
+
+        if self.method == "qat":
+            raise StageFailed(saved_model.why_not_trainable("quantize with method qat", source.stage))
+        seed_everything(ctx.seed)
+        self._convert(saved_model_run.converter_for(source, self.data), ctx, from_qat=False)
 
     def _splits(self, ctx):
         from compressflow.data.datasets import load_splits
@@ -236,7 +256,8 @@ representative_samples: 200
                                        epochs_run=history["epochs_run"], quantized_layers=plan.quantized,
                                        float_layers=plan.float_layers, **final, **carried, **configs)
 
-    def _convert(self, model, ctx, *, from_qat: bool) -> None:
+    def _convert(self, convert, ctx, *, from_qat: bool) -> None:
+        """Write ``convert(method, samples=..., int8_io=...)``'s TFLite model as the output."""
         from compressflow.stages import tflite_convert
         from compressflow.stages.tflite_describe import describe_tflite
 
@@ -246,7 +267,7 @@ representative_samples: 200
             samples = tflite_convert.representative_samples(x_train, self.representative_samples)
             if len(samples) < self.representative_samples:
                 ctx.log(f"the training split has {len(samples)} samples; calibrating on all of them")
-        flatbuffer = tflite_convert.convert_keras_model(model, self.method, samples=samples, int8_io=self.int8_io)
+        flatbuffer = convert(self.method, samples=samples, int8_io=self.int8_io)
         path = ctx.out_dir / TFLITE_FILE
         path.write_bytes(flatbuffer)
         description = describe_tflite(path)

@@ -98,13 +98,18 @@ def serving_function(path: Path, shown: str):
     """``(signature name, concrete function, loaded object)`` of a SavedModel: ``serving_default``, or its
     only signature. Keep the loaded object while calling the function: it owns the variables."""
     from compressflow.errors import StageFailed
+    from compressflow.models.safety import ModelFileError
     from compressflow.stages.tfutil import import_tensorflow
 
+    graph = Path(path) / "saved_model.pb"
+    if graph.is_file() and graph.stat().st_size == 0:
+        raise ModelFileError(f"cannot load SavedModel {shown}: its saved_model.pb is empty (a truncated copy?)")
     tf = import_tensorflow()
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a corrupt folder fails in many ways; say it once
-        raise StageFailed(f"cannot load SavedModel {shown}: {type(exc).__name__}: {first_line(exc)}") from exc
+        raise ModelFileError(f"cannot load SavedModel {shown} (not saved by Keras, so read as a plain SavedModel): "
+                             f"{type(exc).__name__}: {first_line(exc)}") from exc
     signatures = dict(getattr(loaded, "signatures", {}) or {})
     if SERVING in signatures:
         name = SERVING

@@ -145,10 +145,14 @@ def load_input_model(ctx, field: str = "model"):
 
     Quantization-aware models are refused: only a quantize stage can carry them on.
     """
+    from compressflow.stages.saved_model import SAVED_MODEL, why_not_trainable
+
     artifact = ctx.input(field)
     if artifact.meta.get("qat"):
         raise StageFailed(f"stage {ctx.name!r} cannot take {artifact.stage!r}: it is a quantization-aware "
                           "model; convert it with a quantize stage, or use the model it was made from")
+    if artifact.kind == SAVED_MODEL:
+        raise StageFailed(why_not_trainable(f"stage {ctx.name!r}", artifact.stage))
     return load_artifact_model(artifact)
 
 

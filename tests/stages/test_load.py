@@ -192,8 +192,8 @@ def test_missing_weights_only_and_foreign_files_give_clear_errors(model_dir, tmp
         run(LoadStage(path="not_saved_model"), env)
     (tmp_path / "no_keras").mkdir()
     (tmp_path / "no_keras" / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(ModelFileError, match="keras_metadata.pb"):
-        run(LoadStage(path="no_keras"), env)
+    with pytest.raises(ModelFileError, match="SavedModel no_keras: its saved_model.pb is empty"):
+        run(LoadStage(path="no_keras"), env)  # NOTE: no Keras metadata: read as a plain SavedModel
 
 
 def test_path_outside_the_pipeline_folder_is_refused(tmp_path):
