@@ -116,6 +116,37 @@ def read_stored_config(path: Path, fmt: str) -> list[tuple[Any, bool]]:
         raise ModelFileError(f"model file {path} is corrupt or truncated: {exc}") from exc
 
 
+def stored_keras_version(path: Path, fmt: str) -> str | None:
+    """The Keras version that saved a model file (``"3.15.1"``, ``"2.21.0"``), from its metadata.
+
+    A ``.keras`` file has it in ``metadata.json``, an ``.h5`` file in its ``keras_version``
+    attribute; None when the file does not say (a SavedModel is always tf-keras). Raises
+    :class:`ModelFileError` for a corrupt file.
+    """
+    try:
+        if fmt == KERAS_ZIP:
+            with zipfile.ZipFile(path) as archive:
+                if "metadata.json" not in archive.namelist():
+                    return None
+                version = json.loads(archive.read("metadata.json")).get("keras_version")
+        elif fmt == HDF5:
+            import h5py
+
+            with h5py.File(path, "r") as fh:
+                version = fh.attrs.get("keras_version")
+            version = version.decode() if isinstance(version, bytes) else version
+        else:
+            return None
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"model file {path} is corrupt or truncated: {exc}") from exc
+    return str(version) if version else None
+
+
+def is_keras3_version(version: str | None) -> bool:
+    """Whether a stored Keras version is Keras 3 (tf-keras writes 2.x)."""
+    return bool(version) and str(version).split(".")[0] == "3"
+
+
 def _read_keras_zip_config(path: Path) -> Any:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()

@@ -11,8 +11,10 @@ names, so their sha256 (and the sidecar) differ between two cold runs.
 ``publish`` (TensorFlow-free, called on every run, cached or not) copies both to
 ``to`` and ``<to>.json``, atomically.
 
-Formats: ``keras`` copies the Keras file (a quantization-aware model is HDF5:
-``.h5``); ``saved_model`` exports an inference SavedModel (``Model.export``);
+Formats: ``keras`` gives the model in the Keras it came in: a model loaded from Keras 3
+is translated back and saved by Keras 3 (``import keras`` loads it), any other is the
+tf-keras file; ``tf_keras`` always copies the tf-keras file (a quantization-aware model is
+HDF5: ``.h5``); ``saved_model`` exports an inference SavedModel (``Model.export``);
 ``tflite`` copies a TFLite input, or converts a Keras input: a float32 conversion,
 or for a quantization-aware model an int8 conversion with its trained ranges.
 """
@@ -32,12 +34,13 @@ from compressflow.errors import StageFailed, UsageError
 from compressflow.stages.base import (FILES, KERAS_MODEL, METRICS, MODEL_KINDS, TFLITE_MODEL, Stage, StageName,
                                       tree_sha256)
 from compressflow.stages.code_sets import EVALUATE_CODE, TFLITE_CODE
-from compressflow.stages.load import TF_LIBRARIES
+from compressflow.stages.load import KERAS3_CODE, KERAS3_LIBRARIES
 from compressflow.stages.registry import register_stage
 
 SIDECAR_FILE = "sidecar.json"
 SAVED_MODEL_DIR = "saved_model"
 KERAS_SUFFIXES = (".keras", ".h5")
+KERAS_FORMATS = ("keras", "tf_keras")
 
 
 @register_stage
@@ -50,16 +53,18 @@ format: keras
 to: out/pruned.keras
 """
     produces: ClassVar[str] = FILES
-    libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
-    code_dependencies: ClassVar[tuple[str, ...]] = EVALUATE_CODE + TFLITE_CODE + (
+    libraries: ClassVar[tuple[str, ...]] = KERAS3_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = EVALUATE_CODE + TFLITE_CODE + KERAS3_CODE + (
         "compressflow.stages.evaluate", "compressflow.stages.publish")
     key_exclude: ClassVar[frozenset[str]] = frozenset({"to", "allow_outside"})
     always_publish: ClassVar[bool] = True
 
     type: Literal["export"] = "export"
     model: StageName
-    format: Literal["keras", "saved_model", "tflite"] | None = Field(
-        None, description="Output format (default: the model's own: keras for Keras models, tflite for TFLite).")
+    format: Literal["keras", "tf_keras", "saved_model", "tflite"] | None = Field(
+        None, description="Output format (default: the model's own: keras for Keras models, tflite for TFLite). "
+                          "`keras` gives a model loaded from Keras 3 back as a Keras 3 file; `tf_keras` writes "
+                          "the tf-keras (Keras 2) file whatever the model came from.")
     to: str = Field(description="Target path, relative to the pipeline file's folder; the sidecar goes to "
                                 "`<to>.json`.", examples=["out/digits-int8.tflite"])
     allow_outside: bool = Field(False, description="Allow `to` outside the pipeline's folder.")
@@ -69,8 +74,8 @@ to: out/pruned.keras
     @model_validator(mode="after")
     def _target_fits_format(self):
         suffix = PurePath(self.to).suffix.lower()
-        if self.format == "keras" and suffix not in KERAS_SUFFIXES:
-            raise ValueError(f"format 'keras' needs a target ending in .keras (or .h5 for a QAT model), "
+        if self.format in KERAS_FORMATS and suffix not in KERAS_SUFFIXES:
+            raise ValueError(f"format {self.format!r} needs a target ending in .keras (or .h5 for a QAT model), "
                              f"not {self.to!r}")
         if self.format == "saved_model" and suffix in (*KERAS_SUFFIXES, ".tflite"):
             raise ValueError(f"format 'saved_model' writes a directory; {self.to!r} looks like a file name")
@@ -155,7 +160,7 @@ to: out/pruned.keras
 
         target = resolve_target(self.to, env, allow_outside=self.allow_outside, stage=output.stage)
         exported = output.file()
-        if output.meta.get("format") == "keras" and target.suffix.lower() != exported.suffix:
+        if output.meta.get("format") in KERAS_FORMATS and target.suffix.lower() != exported.suffix:
             raise UsageError(f"export stage {output.stage!r}: the Keras model is a {exported.suffix} file "
                              f"({'a quantization-aware model is saved as HDF5; ' if exported.suffix == '.h5' else ''}"
                              f"name the target {target.with_suffix(exported.suffix).name!r}, not {target.name!r})")
@@ -165,10 +170,35 @@ to: out/pruned.keras
 # --------------------------------------------------------------------------- exporters
 
 
-def _export_keras(source, ctx) -> tuple[str, str]:
+def _export_tf_keras(source, ctx) -> tuple[str, str]:
     name = source.file().name
     shutil.copyfile(source.file(), ctx.out_dir / name)
     return name, "copy"
+
+
+def _export_keras(source, ctx) -> tuple[str, str]:
+    """The model in the Keras it came in: translated back to Keras 3 when it was loaded from Keras 3."""
+    from compressflow.models import keras3
+
+    if source.meta.get(keras3.ORIGIN_KEY) != keras3.KERAS3_ORIGIN:
+        return _export_tf_keras(source, ctx)
+    from compressflow.stages.keras_artifacts import is_qat, load_keras_artifact
+    from compressflow.stages.tfutil import KERAS_FILE
+
+    if is_qat(source):
+        raise StageFailed(f"export stage {ctx.name!r}: {source.stage!r} is a quantization-aware model, whose "
+                          "tfmot layers exist only in tf-keras, so it cannot be given back as Keras 3; export it "
+                          "with `format: tf_keras` (an .h5 file), or convert it with a quantize stage and export "
+                          "`format: tflite`")
+    try:
+        translation = keras3.save_as_keras3(load_keras_artifact(source), ctx.out_dir / KERAS_FILE)
+    except keras3.KerasTranslationError as exc:
+        raise keras3.KerasTranslationError(f"export stage {ctx.name!r}: {source.stage!r} came from Keras 3 but "
+                                           f"cannot be given back as Keras 3: {exc}; export it with "
+                                           "`format: tf_keras` instead") from exc
+    version, loaded = keras3.keras3().__version__, source.meta.get(keras3.ORIGIN_VERSION_KEY)
+    came_from = f" (the model came from Keras {loaded})" if loaded and loaded != version else ""
+    return KERAS_FILE, f"translated back to Keras {version}{came_from}: {translation.describe()}"
 
 
 def _export_saved_model(source, ctx) -> tuple[str, str]:
@@ -198,4 +228,5 @@ def _export_tflite(source, ctx) -> tuple[str, str]:
     return TFLITE_FILE, f"TFLite conversion, method {method}"
 
 
-_EXPORTERS = {"keras": _export_keras, "saved_model": _export_saved_model, "tflite": _export_tflite}
+_EXPORTERS = {"keras": _export_keras, "tf_keras": _export_tf_keras, "saved_model": _export_saved_model,
+              "tflite": _export_tflite}

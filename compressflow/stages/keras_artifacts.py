@@ -44,8 +44,10 @@ def save_qat_model(model, ctx: StageContext, **meta: Any) -> None:
     QuantizeLayer re-creates its variables on load and the weight counts differ);
     the HDF5 format round-trips it exactly.
     """
+    from compressflow.stages.tfutil import carried_meta
+
     model.save(ctx.out_dir / QAT_FILE, save_format="h5", include_optimizer=False)
-    ctx.set_output(KERAS_MODEL, QAT_FILE, qat=True, **meta)
+    ctx.set_output(KERAS_MODEL, QAT_FILE, qat=True, **{**carried_meta(ctx), **meta})
 
 
 @dataclass(frozen=True)

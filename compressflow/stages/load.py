@@ -1,4 +1,9 @@
-"""``load``: bring a Keras model into the pipeline (file, builder function or keras.applications)."""
+"""``load``: bring a Keras model into the pipeline (file, builder function or keras.applications).
+
+A model from Keras 3 (a file it saved, or a builder returning a Keras 3 model) is translated to
+tf-keras, which tfmot needs (:mod:`compressflow.models.keras3`), and its artifact says so
+(``keras_origin: keras3``), so that ``export`` gives it back as Keras 3.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,17 @@ from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.registry import register_stage
 
 TF_LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization")
+# Translating Keras 3 models (load, and export back) also depends on the Keras 3 version.
+KERAS3_LIBRARIES = TF_LIBRARIES + ("keras",)
+KERAS3_CODE = ("compressflow.models.keras3", "compressflow.models.keras3_config", "compressflow.models.keras3_layers")
 
 
 @register_stage
 class LoadStage(Stage):
     (
         "Load a model from `path` (.keras, .h5 or SavedModel), a `builder` function "
-        "or a keras.applications `application`."
+        "or a keras.applications `application`. A Keras 3 model is translated to tf-keras "
+        "(what tfmot needs) and checked to predict the same; `export` gives it back as Keras 3."
     )
 
     example: ClassVar[str] = """\
@@ -26,17 +35,19 @@ builder: "compressflow.models:small_cnn"
 args: {input_shape: [8, 8, 1], classes: 10}
 """
     produces: ClassVar[str] = KERAS_MODEL
-    libraries: ClassVar[tuple[str, ...]] = TF_LIBRARIES
-    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + (
+    libraries: ClassVar[tuple[str, ...]] = KERAS3_LIBRARIES
+    code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE + KERAS3_CODE + (
         "compressflow.models", "compressflow.models.builders", "compressflow.models.registrations")
     path_fields: ClassVar[dict[str, str]] = {"path": "model path", "weights": "weights file"}
     module_fields: ClassVar[dict[str, str]] = {"builder": "builder"}
 
     type: Literal["load"] = "load"
-    path: str | None = Field(None, description="Model file or SavedModel directory, relative to the pipeline file.",
+    path: str | None = Field(None, description="Model file or SavedModel directory, relative to the pipeline file "
+                                               "(saved by tf-keras or Keras 3).",
                              examples=["models/base.keras"])
     builder: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-                                description="`module:function` returning a tf-keras model (called with `args`).",
+                                description="`module:function` returning a tf-keras or Keras 3 model (called with "
+                                            "`args`).",
                                 examples=["compressflow.models:small_cnn"])
     application: str | None = Field(None, description="A keras.applications architecture, e.g. `MobileNetV2`.")
     args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the builder or application.")
@@ -77,19 +88,25 @@ args: {input_shape: [8, 8, 1], classes: 10}
         return fingerprint
 
     def check(self, env) -> list:
-        """Paths inside the pipeline's folder; no Lambda layer in the model file unless ``trust``.
+        """Paths inside the pipeline's folder; no Lambda layer in the model file unless ``trust``;
+        a Keras 3 file only with layers that translate to tf-keras.
 
         Only what needs no TensorFlow is checked here (a Lambda layer's bytecode is visible in
-        the stored config); custom classes and corrupt files are reported by ``run``. The loader
-        refuses a missing file or builder module itself (see ``path_fields``, ``module_fields``).
+        the stored config, and so is each layer of a Keras 3 model); custom classes and corrupt
+        files are reported by ``run``. The loader refuses a missing file or builder module itself
+        (see ``path_fields``, ``module_fields``).
         """
         problems = super().check(env)
-        if self.path and not self.trust and not problems:
+        if self.path and not problems:
             from compressflow.stages.base import FieldProblem
 
-            finding = _code_in_model_file(env.resolve_path(self.path, what="model path"), env)
+            path = env.resolve_path(self.path, what="model path")
+            finding = None if self.trust else _code_in_model_file(path, env)
             if finding:
                 problems.append(FieldProblem("path", finding))
+            untranslatable = _untranslatable_keras3_file(path, self.path)
+            if untranslatable:
+                problems.append(FieldProblem("path", untranslatable))
         return problems
 
     # -- run ------------------------------------------------------------------------
@@ -103,10 +120,11 @@ args: {input_shape: [8, 8, 1], classes: 10}
             saved_model.load_plain_saved_model(ctx, ctx.env.resolve_path(self.path, what="model path"), self.path)
             return
         if self.path:
-            model, fmt = self._from_file(ctx)
-            source = {"source": "path", "format": fmt}
+            model, fmt, origin = self._from_file(ctx)
+            source = {"source": "path", "format": fmt, **origin}
         elif self.builder:
-            model, source = self._from_builder(ctx), {"source": "builder", "builder": self.builder}
+            model, origin = self._from_builder(ctx)
+            source = {"source": "builder", "builder": self.builder, **origin}
         else:
             model, source = self._from_application(ctx), {"source": "application", "application": self.application}
         _check_keras_model(model, self._what())
@@ -123,19 +141,42 @@ args: {input_shape: [8, 8, 1], classes: 10}
             f"builder {self.builder}" if self.builder else f"application {self.application}")
 
     def _from_file(self, ctx):
+        """(tf-keras model, format, origin meta) of the model file; a Keras 3 file is translated."""
+        from compressflow.models.safety import is_keras3_version, stored_keras_version
         from compressflow.stages import tfutil
 
         path = ctx.env.resolve_path(self.path, what="model path")
         opt_in = f"set `trust: true` on load stage {ctx.name!r}"
         fmt = tfutil.check_model_file(path, trust=self.trust, opt_in=opt_in)
-        return tfutil.load_keras_model(path, trust=self.trust, opt_in=opt_in), fmt
+        version = stored_keras_version(path, fmt)
+        if not is_keras3_version(version):
+            return tfutil.load_keras_model(path, trust=self.trust, opt_in=opt_in), fmt, {}
+        from compressflow.models import keras3
+
+        translation = _translated(lambda: keras3.load_keras3_file(path, trust=self.trust),
+                                  f"model file {self.path} (saved by Keras {version})")
+        ctx.log(f"model file {self.path} was saved by Keras {version}: translated to tf-keras for tfmot, "
+                f"{translation.describe()}")
+        return translation.model, fmt, keras3.origin_meta(version)
 
     def _from_builder(self, ctx):
+        """(tf-keras model, origin meta) of the builder; a Keras 3 model is translated."""
+        from compressflow.models import keras3
+
         function = _import_builder(self.builder)
+        keras3.seed_keras3_if_imported(ctx.seed)
         try:
-            return function(**self.args)
+            model = function(**self.args)
         except TypeError as exc:
             raise StageFailed(f"builder {self.builder} does not accept args {sorted(self.args)}: {exc}") from exc
+        if not keras3.is_keras3_model(model):
+            return model, {}
+        version = keras3.keras3().__version__
+        translation = _translated(lambda: keras3.from_keras3(model), f"builder {self.builder} (a Keras {version} "
+                                                                      "model)")
+        ctx.log(f"builder {self.builder} gave a Keras {version} model: translated to tf-keras for tfmot, "
+                f"{translation.describe()}")
+        return translation.model, keras3.origin_meta(version)
 
     def _from_application(self, ctx):
         from compressflow.models import application
@@ -166,6 +207,43 @@ def _code_in_model_file(path, env) -> str | None:
     return None
 
 
+def _untranslatable_keras3_file(path, shown: str) -> str | None:
+    """Why a Keras 3 model file cannot be translated to tf-keras, naming each layer; None if it can
+    (or is no Keras 3 file, or cannot be read: the run says so clearly)."""
+    from compressflow.models.keras3_config import describe_problems, translation_problems
+    from compressflow.models.safety import (ModelFileError, detect_format, is_keras3_version, read_stored_config,
+                                            stored_keras_version)
+
+    try:
+        fmt = detect_format(path)
+        version = stored_keras_version(path, fmt)
+        if not is_keras3_version(version):
+            return None
+        configs = read_stored_config(path, fmt)
+    except (ModelFileError, ImportError, OSError):
+        return None
+    problems = [found for config, _ in configs for found in translation_problems(config)]
+    if not problems:
+        return None
+    return (f"model file {shown} was saved by Keras {version}, and tfmot needs tf-keras (Keras 2), but "
+            f"{len(problems)} part{'s' if len(problems) > 1 else ''} of it cannot be translated: "
+            f"{describe_problems(problems)}. Replace {'them' if len(problems) > 1 else 'it'} with layers both "
+            "versions have (see docs/models.md, 'Keras 2 and Keras 3'), or build the model with "
+            "`import tf_keras as keras` and save it from there")
+
+
+def _translated(translate, what: str):
+    """``translate()``, with a failure of the translation said to be about ``what``."""
+    from compressflow.models.keras3_config import KerasTranslationError
+
+    try:
+        return translate()
+    except KerasTranslationError as exc:
+        raise KerasTranslationError(f"{what}: {exc}. tfmot needs tf-keras (Keras 2); replace what cannot be "
+                                    "translated (see docs/models.md, 'Keras 2 and Keras 3'), or build the model "
+                                    "with `import tf_keras as keras`") from exc
+
+
 def _import_builder(spec: str):
     """The function named by ``module:function`` (importing the module runs the user's code)."""
     import importlib
@@ -194,9 +272,7 @@ def _check_keras_model(model, what: str) -> None:
     k = keras()
     if not isinstance(model, k.Model):
         kind = f"{type(model).__module__}.{type(model).__name__}"
-        hint = (" (a Keras 3 model: build it with `import tf_keras as keras`, the Keras that tfmot supports)"
-                if type(model).__module__.startswith("keras") else "")
-        raise StageFailed(f"{what} gave a {kind}, not a tf-keras Model{hint}")
+        raise StageFailed(f"{what} gave a {kind}, not a Keras model (tf-keras or Keras 3)")
     if not model.built:
         raise StageFailed(f"{what} gave a model that is not built; give it an input shape (keras.Input)")
 

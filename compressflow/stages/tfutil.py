@@ -175,6 +175,7 @@ def save_keras_model(model, ctx, **meta: Any) -> None:
     """
     from compressflow.stages.base import KERAS_MODEL
 
+    meta = {**carried_meta(ctx), **meta}
     path = ctx.out_dir / KERAS_FILE
     plain = without_training_state(model)
     meta.setdefault("params", int(plain.count_params()))
@@ -182,6 +183,21 @@ def save_keras_model(model, ctx, **meta: Any) -> None:
         meta["trusted"] = True
     plain.save(path)
     ctx.set_output(KERAS_MODEL, KERAS_FILE, **meta)
+
+
+def carried_meta(ctx) -> dict[str, Any]:
+    """Meta a model keeps through every stage that remakes it: where it came from (Keras 3).
+
+    Taken from the stage's ``model`` input (``student`` for distillation).
+    """
+    from compressflow.models.keras3 import CARRIED_META
+
+    inputs = getattr(ctx, "inputs", None) or {}
+    for field in ("model", "student"):
+        source = inputs.get(field)
+        if source is not None and not isinstance(source, list):
+            return {key: source.meta[key] for key in CARRIED_META if key in source.meta}
+    return {}
 
 
 def without_training_state(model):
