@@ -20,6 +20,8 @@ from compressflow.stages.schema_text import Style, model_schema, type_text
 from compressflow.stages.type_docs import nested_docs, type_doc
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "stages.md"
+# The recipe the search stage's example names (as recipes/compress.yaml).
+RECIPE = Path(__file__).resolve().parents[2] / "pipelines" / "recipes" / "prune-cluster-int8.yaml"
 
 CONTEXT = """
 version: 1
@@ -34,6 +36,7 @@ stages:
     model: trained
     data: digits
     schedule: {type: constant, target_sparsity: 0.5}
+  float: {type: quantize, model: trained, method: float32}
   check: {type: evaluate, models: [trained, pruned], baseline: trained, data: digits}
 """
 
@@ -190,5 +193,8 @@ def test_example_validates(tmp_path, kind):
     document = yaml.safe_load(CONTEXT)
     body = yaml.safe_load(textwrap.dedent(stage_types()[kind].example))
     document["stages"][f"my_{kind}"] = {"type": kind, **body}
-    pipeline = load_pipeline(document)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "compress.yaml").write_text(RECIPE.read_text())
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(document))
+    pipeline = load_pipeline(tmp_path / "pipeline.yaml")
     assert pipeline.stages[f"my_{kind}"].kind == kind
