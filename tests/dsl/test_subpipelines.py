@@ -243,7 +243,7 @@ def test_independent_problems_in_a_recipe_are_all_reported(project):
         ("pipe.yaml", "unknown recipe param 'sparsty'"),
         ("recipes/int8.yaml", "'output' of recipe recipes/int8.yaml names an unknown stage 'int7'"),
         ("recipes/int8.yaml", "unknown field 'epochz'"),
-        ("recipes/int8.yaml", "expected one of 'qat', 'float32', 'dynamic', 'float16', 'int8', 'int16x8'")]
+        ("recipes/int8.yaml", "expected one of 'qat', 'float32', 'dynamic', 'float16', 'int8', 'int16x8', 'litert'")]
 
 
 def test_names_in_a_recipe_stages_gates_are_namespaced_too(project):
