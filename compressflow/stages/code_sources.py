@@ -11,12 +11,10 @@ that failed to import from here too.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import sys
 from functools import lru_cache
-from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Iterable
 
@@ -44,20 +42,9 @@ def module_source_path(name: str) -> Path | None:
 
 
 def _find_without_importing(name: str) -> Path | None:
-    # NOTE: importlib.util.find_spec("a.b") imports package "a"; only the top level goes through
-    # find_spec here, submodules are looked up on their parent's path.
-    parts = name.split(".")
-    try:
-        spec = importlib.util.find_spec(parts[0])
-        for depth in range(1, len(parts)):
-            if spec is None or not spec.submodule_search_locations:
-                return None
-            spec = PathFinder.find_spec(".".join(parts[:depth + 1]), list(spec.submodule_search_locations))
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return None
-    return Path(spec.origin)
+    from compressflow.user_modules import find_module_source  # NOTE: lazily: user_modules imports stages.base
+
+    return find_module_source(name)
 
 
 @lru_cache(maxsize=None)
