@@ -296,7 +296,6 @@ class Dataset(_TypeNamed):
                           "labels for a model with one output, are a regression; integer labels a "
                           "classification; 2-D labels of 0s and 1s multilabel (one-hot rows: classification).")
 
-
     path_fields: ClassVar[dict[str, str]] = {}
     module_fields: ClassVar[dict[str, str]] = {}
 
@@ -396,7 +395,6 @@ class Artifact:
             raise CacheError(f"the cache entry of stage {self.stage!r} names {str(relative)!r}, which is not "
                              f"inside it ({self.path}); remove it with `compressflow cache verify --remove`")
         return path
-
 
     def metrics(self) -> dict[str, Any]:
         path = self.path / "metrics.json"
