@@ -130,8 +130,12 @@ def _dataset_block(facts: ModelFacts) -> tuple[str, str]:
             "# class of each sample (0, 1, ...). Other dataset types: compressflow stages (see docs/stages.md).\n")
 
 
-def model_pipeline(name: str, model_path: str, facts: ModelFacts, schema: str) -> str:
-    """A starter pipeline compressing the model at ``model_path`` (relative to the pipeline)."""
+def model_pipeline(name: str, model_path: str, facts: ModelFacts, schema: str, *, trainable: bool = True) -> str:
+    """A starter pipeline compressing the model at ``model_path`` (relative to the pipeline).
+
+    ``trainable`` False (a plain SavedModel: a graph, no Keras layers) leaves pruning out: the
+    model goes straight to post-training int8.
+    """
     datasets, data_note = _dataset_block(facts)
     stem = Path(model_path).stem.replace(" ", "-") or "model"
     seen = ", ".join(filter(None, [
@@ -139,7 +143,7 @@ def model_pipeline(name: str, model_path: str, facts: ModelFacts, schema: str) -
         f"{facts.classes} outputs" if facts.classes else "",
         f"last activation {facts.activation}" if facts.activation else ""]))
     return f"""# yaml-language-server: $schema={schema}
-# Compress {model_path}{f' ({seen})' if seen else ''}: prune it, quantize it to int8, compare
+# Compress {model_path}{f' ({seen})' if seen else ''}: {'prune it, ' if trainable else ''}quantize it to int8, compare
 # with a float TFLite baseline and export the int8 model.
 #   compressflow validate {name}.yaml   # check this file
 #   compressflow run {name}.yaml        # run it; re-runs reuse what did not change
@@ -148,10 +152,7 @@ def model_pipeline(name: str, model_path: str, facts: ModelFacts, schema: str) -
 name: {name}
 seed: 0
 
-params:
-  sparsity: 0.8                   # override: --set params.sparsity=0.9
-
-datasets:
+{_PARAMS if trainable else ""}datasets:
 {datasets}
 stages:
   base:
@@ -163,22 +164,15 @@ stages:
     model: base
     method: float32
 
-  pruned:
-    type: prune
-    model: base
-    data: data
-    schedule: {{type: polynomial_decay, initial_sparsity: 0.5, final_sparsity: "${{params.sparsity}}"}}
-    epochs: 5
-
-  int8:
+{_pruning_block() if trainable else ""}  int8:
     type: quantize
-    model: pruned
+    model: {"pruned" if trainable else "base"}
     method: int8                  # full integer; data gives the representative samples
     data: data
 
   check:
     type: evaluate
-    models: [float, base, pruned, int8]
+    models: [float, base, {"pruned, " if trainable else ""}int8]
     baseline: float
     data: data
     require: {{max_accuracy_drop: 0.02}}
@@ -189,6 +183,23 @@ stages:
     format: tflite
     to: out/{stem}-int8.tflite
     metrics: check
+"""
+
+
+_PARAMS = """params:
+  sparsity: 0.8                   # override: --set params.sparsity=0.9
+
+"""
+
+
+def _pruning_block() -> str:
+    return """  pruned:
+    type: prune
+    model: base
+    data: data
+    schedule: {type: polynomial_decay, initial_sparsity: 0.5, final_sparsity: "${params.sparsity}"}
+    epochs: 5
+
 """
 
 
@@ -265,6 +276,7 @@ def _pipeline_name(output: Path) -> str:
 def write_starter(args) -> int:
     """``compressflow init``: write the pipeline and its schema, then check that it validates."""
     from compressflow.dsl import pipeline_json_schema
+    from compressflow.stages.saved_model import is_plain_saved_model
 
     output = Path(args.output)
     if output.exists() and not args.force:
@@ -278,7 +290,8 @@ def write_starter(args) -> int:
         _check_model_argument(args.model, model)
         relative = os.path.relpath(model.resolve(), folder)
         outside = relative.startswith("..")
-        text = model_pipeline(name, Path(relative).as_posix(), inspect_model_file(model), SCHEMA_FILE)
+        text = model_pipeline(name, Path(relative).as_posix(), inspect_model_file(model), SCHEMA_FILE,
+                              trainable=not is_plain_saved_model(model))
     else:
         text = example_pipeline(name, SCHEMA_FILE)
     folder.mkdir(parents=True, exist_ok=True)

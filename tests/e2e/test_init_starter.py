@@ -111,3 +111,7 @@ def test_init_takes_an_h5_file_and_a_saved_model_folder_by_their_bytes(tmp_path)
         result = cli("init", "--model", given, "-o", output, cwd=tmp_path)
         assert result.code == 0, result.text
         assert yaml.safe_load((tmp_path / output).read_text())["stages"]["base"]["path"] == given
+    # a plain SavedModel (no Keras layers) cannot be pruned: its starter quantizes it directly
+    stages = yaml.safe_load((tmp_path / "from-saved-model.yaml").read_text())["stages"]
+    assert "pruned" not in stages and stages["int8"]["model"] == "base"
+    assert "pruned" in yaml.safe_load((tmp_path / "from-h5.yaml").read_text())["stages"]
