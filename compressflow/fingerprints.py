@@ -116,6 +116,22 @@ def save_pending() -> None:
         _store(db, rows)
 
 
+def release_state() -> None:
+    """Close the state's connection; the next hash opens it again.
+
+    NOTE: a plan hashes everything it needs; holding the database open after it would keep a file
+    of the cache open for writing for the whole run (a file system could not be made read-only).
+    """
+    global _connection
+    with _lock:
+        if _connection is not None and _connection_pid == os.getpid():
+            try:
+                _connection.close()
+            except sqlite3.Error:
+                pass
+        _connection = None
+
+
 def _remember(path: str, st: os.stat_result, digest: str) -> None:
     with _lock:
         db = _open()

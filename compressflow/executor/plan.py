@@ -12,7 +12,7 @@ from compressflow.errors import CompressflowError, PipelineError, Problem, Usage
 from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
 from compressflow.executor.keys import StageKey, stage_key
-from compressflow.fingerprints import HASH_STATE_NAME, save_pending, use_state
+from compressflow.fingerprints import HASH_STATE_NAME, release_state, save_pending, use_state
 from compressflow.gc_pause import cyclic_gc_paused
 from compressflow.stages.base import Environment, Stage
 
@@ -123,6 +123,7 @@ def make_plan(pipeline, cache, selection: Selection | None = None, *,
     with cyclic_gc_paused():
         plan = _make_plan(pipeline, cache, selection or Selection(), allow_outside_paths, verify)
     save_pending()
+    release_state()
     return plan
 
 
