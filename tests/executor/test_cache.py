@@ -21,16 +21,6 @@ def make_key(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-@pytest.fixture
-def messages() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def cache(tmp_path: Path, messages: list[str]) -> Cache:
-    return Cache(tmp_path / "cache", log=messages.append)
-
-
 def write_entry(cache: Cache, key: str, stage: str = "pruned", files: dict[str, bytes] | None = None,
                 key_doc: dict | None = None) -> CacheEntry:
     files = {"model.keras": b"weights" * 100, "metrics.json": b'{"accuracy": 0.98}'} if files is None else files

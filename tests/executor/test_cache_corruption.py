@@ -21,16 +21,6 @@ MODEL = bytes(range(256)) * 40          # 10240 bytes
 VARIABLES = b"\x01\x02" * 3000
 
 
-@pytest.fixture
-def messages() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def cache(tmp_path: Path, messages: list[str]) -> Cache:
-    return Cache(tmp_path / "cache", log=messages.append)
-
-
 def write_entry(cache: Cache, key: str) -> CacheEntry:
     with cache.writer(key, stage="pruned", key_doc={"type": "prune"}) as out:
         (out / "model.keras").write_bytes(MODEL)

@@ -30,16 +30,6 @@ def make_key(name: str) -> str:
 
 
 @pytest.fixture
-def messages() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def cache(tmp_path: Path, messages: list[str]) -> Cache:
-    return Cache(tmp_path / "cache", log=messages.append)
-
-
-@pytest.fixture
 def outside(tmp_path: Path) -> Path:
     """A folder outside the cache holding a file nobody may touch."""
     folder = tmp_path / "outside"

@@ -24,16 +24,6 @@ def make_key(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-@pytest.fixture
-def messages() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def cache(tmp_path: Path, messages: list[str]) -> Cache:
-    return Cache(tmp_path / "cache", log=messages.append)
-
-
 def start_worker(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)

@@ -22,16 +22,6 @@ def make_key(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-@pytest.fixture
-def messages() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def cache(tmp_path: Path, messages: list[str]) -> Cache:
-    return Cache(tmp_path / "cache", log=messages.append)
-
-
 def write_entry(cache: Cache, key: str) -> None:
     with cache.writer(key, stage="trained", key_doc={"type": "fine_tune"}) as out:
         (out / "model.keras").write_bytes(b"weights" * 100)
