@@ -74,7 +74,8 @@ def cmd_plan(args, argv: list[str]) -> int:
     pipeline = _load(args)
     plan = _plan(args, pipeline, open_cache(pipeline, args.cache))
     if args.json:
-        print(json.dumps({name: {"action": s.action, "reasons": s.reasons, "key": s.key.key}
+        print(json.dumps({name: {"action": s.action, "reasons": s.reasons, "key": s.key.key,
+                                 **({"machine": s.machine} if s.machine else {})}
                           for name, s in plan.stages.items()}, indent=2))
         return EXIT_OK
     width = max(len(n) for n in plan.stages) if plan.stages else 0
@@ -82,6 +83,8 @@ def cmd_plan(args, argv: list[str]) -> int:
         print(f"{name:<{width}}  {item.describe}")
     print(f"\n{len(plan.to_run())} to run, "
           f"{sum(1 for s in plan.stages.values() if s.action == 'cached')} cached")
+    if plan.machine_note():
+        print(plan.machine_note())
     return EXIT_OK
 
 

@@ -4,9 +4,10 @@ The key document of a stage holds its type and implementation version, its resol
 config (references left out), the keys of its inputs, the datasets it reads (config and
 fingerprint), its seed, fingerprints of what it reads from outside the pipeline, the source
 of the code behind its type and the types of the datasets it reads (built-in or plugin), the
-source of the pipeline's ``imports:`` for a stage that loads models, and the versions of Python,
-compressflow and the libraries it uses. Nothing else: renaming a stage, reordering the file or
-editing a description does not invalidate it.
+source of the pipeline's ``imports:`` for a stage that loads models, the machine for a stage that
+measures it (latency), and the versions of Python, compressflow and the libraries it uses.
+Nothing else: renaming a stage, reordering the file or editing a description does not
+invalidate it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from compressflow.executor.process_setup import loads_models
+from compressflow.machine import machine_fingerprint
 from compressflow.stages.base import Environment, Stage, derive_seed
 from compressflow.stages.code_sources import code_fingerprints
 
@@ -97,6 +99,8 @@ def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
         "code": code_fingerprints(code_of),
         "versions": library_versions(stage),
     }
+    if stage.depends_on_machine():
+        doc["machine"] = machine_fingerprint()
     if env.imports and loads_models(stage):
         if _IMPORTS_MEMO not in memo:
             memo[_IMPORTS_MEMO] = imports_fingerprints(env)

@@ -14,6 +14,7 @@ from compressflow.executor.graph import Selection, build_graph, execution_order,
 from compressflow.executor.keys import StageKey, stage_key
 from compressflow.fingerprints import HASH_STATE_NAME, release_state, save_pending, use_state
 from compressflow.gc_pause import cyclic_gc_paused
+from compressflow.machine import describe_machine
 from compressflow.stages.base import Environment, Stage
 
 CACHED = "cached"
@@ -36,6 +37,11 @@ class PlannedStage:
     def describe(self) -> str:
         return self.action + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
+    @property
+    def machine(self) -> dict[str, str] | None:
+        """The machine this stage's measurements (latency) are keyed by, if they depend on one."""
+        return self.key.doc.get("machine")
+
 
 @dataclass
 class Plan:
@@ -48,6 +54,15 @@ class Plan:
 
     def to_run(self) -> list[str]:
         return [n for n, s in self.stages.items() if s.action == RUN]
+
+    def machine_note(self) -> str | None:
+        """Which stages measure on which machine (their latency is keyed by it), or None when none does."""
+        measuring = {n: s.machine for n, s in self.stages.items() if s.machine is not None and s.action != SKIP}
+        if not measuring:
+            return None
+        machines = {describe_machine(m) for m in measuring.values()}
+        return (f"latency of {', '.join(measuring)} is measured on machine {', '.join(sorted(machines))}; "
+                "another machine measures it again")
 
     def inputs_of(self, name: str) -> dict[str, str | list[str]]:
         """Reference fields of ``name`` (without ``after``) mapped to stage name(s)."""
@@ -217,10 +232,19 @@ def explain_change(previous: dict | None, current: StageKey) -> list[str]:
     imports = sorted(m for m in set(old_imports) | set(new_imports) if old_imports.get(m) != new_imports.get(m))
     if imports:
         reasons.append("imports changed: " + ", ".join(imports))
+    if new.get("machine") is not None and old.get("machine") != new["machine"]:
+        reasons.append(machine_change(old.get("machine"), new.get("machine")))
     versions = _diff(old.get("versions", {}), new["versions"])
     if versions:
         reasons.append("versions changed: " + ", ".join(versions))
     return reasons or ["key format changed"]
+
+
+def machine_change(old: dict | None, new: dict) -> str:
+    """Why a stage that measures the machine runs again: it was measured on another one (or keyed by none)."""
+    if old is None:
+        return f"measures on this machine now: {describe_machine(new)}"
+    return f"machine changed: measured on {old.get('id', '?')}, this is {describe_machine(new)}"
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

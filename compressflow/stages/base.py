@@ -249,6 +249,14 @@ class Stage(_TypeNamed):
         """
         return {}
 
+    def depends_on_machine(self) -> bool:
+        """Whether the output holds a measurement of the machine that runs it (a latency).
+
+        Then the machine's fingerprint (:mod:`compressflow.machine`) is in the cache key: another
+        machine measures again instead of reusing this one's numbers.
+        """
+        return False
+
     def check(self, env: "Environment") -> list["FieldProblem"]:
         """What stops this stage from running in ``env``, found before anything runs.
 

@@ -5,7 +5,9 @@ predictions: accuracy and top-k for classification, MAE / MSE / R² for regressi
 and F1 for multilabel, and the stage's own ``metrics:``; nothing that does not apply is reported.
 
 Output: ``metrics.json`` ``{"baseline": name | null, "models": {stage name: {metric: value}},
-"data": {...}, "notes": [...], "warnings": [...]}`` and ``table.txt`` (printed at the end of a run).
+"data": {...}, "notes": [...], "warnings": [...], "machine": {"id", "description"} | null}`` and ``table.txt``
+(printed at the end of a run). Latency depends on the machine: the stage is keyed by the machine that
+measures it (see :mod:`compressflow.machine`), so another machine measures again, and a note names it.
 
 A classifier that predicts one class for more than :data:`ONE_CLASS_SHARE` of the samples
 (when the labels are not that lopsided) gets a warning, in the stage's log, ``warnings`` and
@@ -134,6 +136,10 @@ require: {max_accuracy_drop: 0.01}
             raise ValueError("'require.max_latency_ms' needs latency measured ('latency' is null)")
         return self
 
+    def depends_on_machine(self) -> bool:
+        """Latency is measured on the machine that runs the stage: it is keyed by that machine."""
+        return self.latency is not None
+
     def measured(self, task: str | None) -> dict[str, str | None]:
         """What this stage measures for ``task`` (for any task when None), with which way is better."""
         from compressflow.stages.losses import metric_goal, metric_key
@@ -212,11 +218,13 @@ require: {max_accuracy_drop: 0.01}
                 if name != self.baseline:
                     metrics.update(compare(metrics, models[self.baseline], list(goals)))
         notes = self._notes(models)
+        machine = measuring_machine(self, notes)
         warnings = one_class_warnings(models, y, self.split)
         for warning in warnings:
             ctx.log(f"warning: {warning}")
         ctx.write_json(METRICS_FILE, {"baseline": self.baseline, "models": models, "notes": notes,
                                       "warnings": warnings, "task": task.task, "metric_goals": goals,
+                                      "machine": machine,
                                       "data": {"dataset": self.data, "split": self.split, "samples": len(x),
                                                "task": task.why}})
         table = format_table(models, self.baseline, notes + [f"warning: {warning}" for warning in warnings],
@@ -270,6 +278,17 @@ require: {max_accuracy_drop: 0.01}
         """The metrics table, printed at the end of a run."""
         path = output.path / output.meta.get("table", TABLE_FILE)
         return path.read_text() if path.exists() else None
+
+
+def measuring_machine(stage: EvaluateStage, notes: list[str]) -> dict[str, str] | None:
+    """The machine that measures the latency (None when none is measured); ``notes`` get a line naming it."""
+    from compressflow.machine import describe_machine, machine_fingerprint
+
+    if not stage.depends_on_machine():
+        return None
+    machine = machine_fingerprint()
+    notes.append(f"latency measured on machine {describe_machine(machine)}")
+    return machine
 
 
 def one_class_warnings(models: dict[str, dict[str, Any]], labels, split: str) -> list[str]:

@@ -167,6 +167,11 @@ trials: 20
     def objectives(self) -> list[Objective]:
         return list(self.objective) if isinstance(self.objective, list) else [self.objective]
 
+    def depends_on_machine(self) -> bool:
+        """A trial ranked or bounded by latency is chosen on the machine that measured it."""
+        return (self.constraints.max_latency_ms is not None
+                or any(o.metric.startswith("latency") or o.metric == "speedup" for o in self.objectives()))
+
     def stage_refs(self) -> dict[str, list[str]]:
         refs = super().stage_refs()
         if "inputs" in refs:
