@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
 from compressflow.executor.cache_fs import FileDigest, LocalFS, TreeScan
 from compressflow.executor.cache_names import KEY_PATTERN, short_key
@@ -184,7 +184,8 @@ def check_entry(fs: LocalFS, path: Path, key: str, *, verify: bool) -> EntryChec
     if not check.problems and artifact_bytes_listed(check.manifest):
         check.problems = _artifact_problems(fs, path, check.manifest)
     if not check.problems:
-        check.key_doc = _read_key_doc(fs, path, check)
+        check.key_doc = read_key_doc(lambda: fs.read_bytes(path / KEY_DOC_NAME), check.problems,
+                                     unreadable=(OSError,))
     return check
 
 
@@ -196,16 +197,27 @@ def _artifact_problems(fs: LocalFS, path: Path, manifest: dict[str, Any]) -> lis
     return named_path_problems(data, manifest)
 
 
-def _read_key_doc(fs: LocalFS, path: Path, check: EntryCheck) -> dict[str, Any] | None:
+def read_key_doc(read: Callable[[], bytes], problems: list[str], *,
+                 unreadable: tuple[type[BaseException], ...] = ()) -> dict[str, Any] | None:
+    """An entry's key document, read by ``read``; what is wrong with it goes to ``problems``.
+
+    Errors of ``unreadable`` count as a damaged document (a local disk's EIO); others propagate
+    (a remote store's outage is not the entry's fault).
+    """
     try:
-        doc = json.loads(fs.read_bytes(path / KEY_DOC_NAME).decode("utf-8"))
+        raw = read()
     except FileNotFoundError:
-        check.problems.append(f"{KEY_DOC_NAME} is missing")
+        problems.append(f"{KEY_DOC_NAME} is missing")
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        check.problems.append(f"{KEY_DOC_NAME} is damaged ({exc})")
+    except unreadable as exc:
+        problems.append(f"{KEY_DOC_NAME} is damaged ({exc})")
+        return None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        problems.append(f"{KEY_DOC_NAME} is damaged ({exc})")
         return None
     if not isinstance(doc, dict):
-        check.problems.append(f"{KEY_DOC_NAME} is damaged (not a JSON object)")
+        problems.append(f"{KEY_DOC_NAME} is damaged (not a JSON object)")
         return None
     return doc

@@ -31,7 +31,6 @@ Others write to a shared cache, so runs rehash every entry they read by default
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -46,7 +45,7 @@ from compressflow.executor.cache import (
     UNKNOWN_STAGE, Cache, CacheEntry, EntryInfo, EntryProblem, Status, read_listed_files)
 from compressflow.executor.cache_fs import TreeScan
 from compressflow.executor.cache_manifest import (
-    KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, structure_problems)
+    KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, read_key_doc, structure_problems)
 from compressflow.executor.cache_names import check_key, is_key, short_key
 from compressflow.executor.cache_refs import RefRecord, RefStore
 from compressflow.executor.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
@@ -272,18 +271,7 @@ class RemoteCache:
 
     def _read_key_doc(self, key: str, check: _RemoteCheck) -> dict[str, Any] | None:
         rel = f"{self._key_prefix(key)}/{check.manifest['upload']}/{KEY_DOC_NAME}"
-        try:
-            doc = json.loads(self.store.read(rel).decode("utf-8"))
-        except FileNotFoundError:
-            check.problems.append(f"{KEY_DOC_NAME} is missing")
-            return None
-        except (UnicodeDecodeError, ValueError) as exc:
-            check.problems.append(f"{KEY_DOC_NAME} is damaged ({exc})")
-            return None
-        if not isinstance(doc, dict):
-            check.problems.append(f"{KEY_DOC_NAME} is damaged (not a JSON object)")
-            return None
-        return doc
+        return read_key_doc(lambda: self.store.read(rel), check.problems)
 
     def _read_tagged(self, rel: str) -> Tagged | None:
         try:
