@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from compressflow.errors import CompressflowError, GateFailed, StageFailed
+from compressflow.executor.search_early_stop import Verdict, judge_intermediate
 from compressflow.executor.search_study import counted, distributions, grid_size, make_sampler, open_study
 from compressflow.executor.search_trials import TrialStages, trial_stages, trials_plan
 from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
@@ -95,8 +96,6 @@ def _recover_interrupted(study) -> None:
 
 
 def _run_trials(plan, name: str, cache, runner, reporter, study, options: dict) -> None:
-    from compressflow.executor.scheduler import run_plan
-
     stage = plan.stages[name].stage
     seed = plan.stages[name].key.doc["seed"]
     budget = stage.trials if stage.trials is not None else math.inf
@@ -122,31 +121,93 @@ def _run_trials(plan, name: str, cache, runner, reporter, study, options: dict) 
         trials = [t for _, t, _ in built if t is not None]
         reporter.message(f"{name}: trial{'s' if len(asked) > 1 else ''} "
                          + ", ".join(f"{t.number} {_params_text(t.params)}" for t in asked))
-        report = None
-        if trials:
-            trial_plan = trials_plan(plan, cache, trials)
-            names = {n for t in trials for n in t.stages}
-            report = run_plan(trial_plan, cache, runner, _TrialReporter(reporter, names), keep_going=True,
-                              **options)
+        ran = _run_trial_stages(plan, cache, runner, reporter, stage, trials, options)
         for trial, stages, error in built:
-            _tell(study, stage, trial, stages, error, report, cache, trial_plan if trials else None)
+            _tell(study, stage, trial, stages, error, ran, cache)
 
 
-def _tell(study, stage, trial, stages: TrialStages | None, error: str | None, report, cache, trial_plan) -> None:
+class _TrialsRun:
+    """What the stages of a round's trials did: outcomes and keys by stage name, early-stop verdicts."""
+
+    def __init__(self):
+        self.outcomes: dict[str, TaskOutcome] = {}
+        self.keys: dict[str, str] = {}
+        self.versions: dict[str, dict[str, str | None]] = {}
+        self.verdicts: dict[int, Verdict] = {}
+
+    def add(self, trial_plan, report) -> None:
+        for stage_name, outcome in report.outcomes.items():
+            self.outcomes.setdefault(stage_name, outcome)  # NOTE: the first part's own outcome, not "cached"
+        for stage_name, item in trial_plan.stages.items():
+            self.keys[stage_name] = item.key.key
+            self.versions[stage_name] = item.key.doc.get("versions", {})
+
+    def failures(self, names) -> list[str]:
+        return [f"{n}: {o.error if o is not None else 'did not run'}" for n in names
+                for o in [self.outcomes.get(n)] if o is None or o.status not in (RAN, CACHED)]
+
+    def read(self, cache, stage_name: str) -> Artifact:
+        key = self.keys[stage_name]
+        return Artifact.read(stage_name, key, cache.entry_dir(key))
+
+
+def _run_trial_stages(plan, cache, runner, reporter, stage, trials: list[TrialStages], options: dict) -> _TrialsRun:
+    """Run the trials' stages; with ``early_stop``, the watched part first, then the rest of those that go on."""
+    ran = _TrialsRun()
+    if not trials:
+        return ran
+    going = trials
+    if stage.early_stop is not None:
+        _run_part(plan, cache, runner, reporter, [t.part(t.first_part) for t in trials], ran, options)
+        going = []
+        for trial in trials:
+            if ran.failures(trial.first_part):
+                continue
+            models = ran.read(cache, trial.early_measure).metrics().get("models", {})
+            metrics, base = models.get(trial.watched), models.get(stage.baseline)
+            if metrics is None or base is None:
+                continue  # told as failed: the measurement is missing
+            ran.verdicts[trial.number] = judge_intermediate(stage, _plain(metrics), base)
+            if not ran.verdicts[trial.number].stop:
+                going.append(trial)
+    if going:
+        _run_part(plan, cache, runner, reporter, going, ran, options)
+    return ran
+
+
+def _run_part(plan, cache, runner, reporter, trials: list[TrialStages], ran: _TrialsRun, options: dict) -> None:
+    from compressflow.executor.scheduler import run_plan
+
+    trial_plan = trials_plan(plan, cache, trials)
+    names = {n for t in trials for n in t.stages if n not in ran.outcomes}
+    ran.add(trial_plan, run_plan(trial_plan, cache, runner, _TrialReporter(reporter, names), keep_going=True,
+                                 **options))
+
+
+def _tell(study, stage, trial, stages: TrialStages | None, error: str | None, ran: _TrialsRun, cache) -> None:
     from optuna.trial import TrialState
 
     if stages is None:
         trial.set_user_attr("error", error)
         study.tell(trial, state=TrialState.FAIL)
         return
-    outcomes = {n: report.outcomes.get(n) for n in stages.stages}
-    failed = [f"{n}: {o.error}" for n, o in outcomes.items() if o is None or o.status not in (RAN, CACHED)]
+    failed = ran.failures(stages.first_part)
+    verdict = ran.verdicts.get(stages.number)
+    if not failed and stages.early_measure is not None and verdict is None:
+        failed = [f"{stages.early_measure} did not measure {stages.watched}"]
+    if not failed and verdict is not None:
+        trial.set_user_attr("early_stop", verdict.as_record(stage.early_stop))
+        if len(stage.objectives()) == 1 and verdict.value is not None:
+            trial.report(verdict.value, step=0)  # NOTE: Optuna keeps intermediate values of one objective only
+        if verdict.stop:
+            _tell_stopped(study, stage, trial, stages, verdict, ran)
+            return
+    failed = failed or ran.failures(stages.stages)
     if failed:
         trial.set_user_attr("error", "; ".join(failed))
         study.tell(trial, state=TrialState.FAIL)
         return
-    measure_key = trial_plan.stages[stages.measure].key.key
-    measured = Artifact.read(stages.measure, measure_key, cache.entry_dir(measure_key)).metrics()
+    measured = ran.read(cache, stages.measure).metrics()
     models, baseline = measured.get("models", {}), stage.baseline
     metrics = models.get(stages.output)
     if metrics is None:
@@ -161,18 +222,40 @@ def _tell(study, stage, trial, stages: TrialStages | None, error: str | None, re
     trial.set_user_attr("baseline_accuracy", models.get(baseline, {}).get("accuracy"))
     trial.set_user_attr("reasons", judged.reasons)
     trial.set_user_attr("feasible", judged.passed and None not in values)
-    constraints = _constraint_values(stage, metrics, models.get(baseline))
-    trial.set_user_attr("constraints", constraints)
-    for index, value in enumerate(constraints):  # NOTE: what Optuna's samplers read to prefer feasible trials
-        trial.set_constraint(f"c{index}", value)
-    trial.set_user_attr("cached", all(o.status == CACHED for o in outcomes.values()))
-    output_key = trial_plan.stages[stages.output].key.key
-    trial.set_user_attr("output", {"stage": stages.output, "key": output_key})
+    _set_constraints(trial, _constraint_values(stage, metrics, models.get(baseline)))
+    trial.set_user_attr("cached", all(ran.outcomes[n].status == CACHED for n in stages.stages))
+    trial.set_user_attr("versions", _versions(ran, stages.stages))
+    trial.set_user_attr("output", {"stage": stages.output, "key": ran.keys[stages.output]})
     if None in values:
         trial.set_user_attr("error", "the objective was not measured")
         study.tell(trial, state=TrialState.FAIL)
         return
     study.tell(trial, values)
+
+
+def _tell_stopped(study, stage, trial, stages: TrialStages, verdict: Verdict, ran: _TrialsRun) -> None:
+    """A trial stopped early: pruned, infeasible by what its intermediate model misses."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("reasons", [verdict.reason])
+    trial.set_user_attr("feasible", False)
+    _set_constraints(trial, _constraint_values(stage, verdict.metrics, verdict.base))
+    trial.set_user_attr("cached", all(ran.outcomes[n].status == CACHED for n in stages.first_part))
+    study.tell(trial, state=TrialState.PRUNED)
+
+
+def _set_constraints(trial, constraints: list[float]) -> None:
+    trial.set_user_attr("constraints", constraints)
+    for index, value in enumerate(constraints):  # NOTE: what Optuna's samplers read to prefer feasible trials
+        trial.set_constraint(f"c{index}", value)
+
+
+def _versions(ran: _TrialsRun, names) -> dict[str, str | None]:
+    """The library versions in the keys of a trial's stages (what export's sidecar lists)."""
+    versions: dict[str, str | None] = {}
+    for stage_name in names:
+        versions.update(ran.versions.get(stage_name, {}))
+    return dict(sorted(versions.items()))
 
 
 def _constraint_values(stage, metrics: dict, base: dict | None) -> list[float]:
@@ -218,9 +301,27 @@ def _commit(plan, name: str, cache, study, force: bool) -> None:
         (out_dir / TABLE_FILE).write_text(table)
         meta = {k: v for k, v in source.meta.items() if k not in ("kind", "file")}
         meta.update(selected=output["stage"], trial=best["number"], params=best["params"], trials=TRIALS_FILE,
-                    search_table=TABLE_FILE)
+                    search_table=TABLE_FILE, search=search_record(name, stage, rows, best))
         (out_dir / ARTIFACT_FILE).write_text(json.dumps({"kind": source.kind, "file": source.meta.get("file"),
                                                          **meta}, indent=2, sort_keys=True))
+
+
+def search_record(name: str, stage, rows: list[dict[str, Any]], best: dict[str, Any]) -> dict[str, Any]:
+    """What a search decided, for the sidecar of an export downstream: its settings, trials and choice."""
+    done = [r for r in rows if not r["interrupted"]]
+    return _plain({
+        "stage": name,
+        "objective": [o.model_dump(mode="json") for o in stage.objectives()],
+        "constraints": stage.constraints.model_dump(mode="json", exclude_none=True),
+        "early_stop": stage.early_stop.model_dump(mode="json") if stage.early_stop is not None else None,
+        "sampler": stage.sampler,
+        "trials": len(done),
+        "pruned": sum(1 for r in done if r["pruned"]),
+        "feasible": sum(1 for r in done if r["feasible"]),
+        "chosen": {"number": best["number"], "params": best["params"], "values": best["values"],
+                   "metrics": best["metrics"], "stage": best["output"]["stage"], "key": best["output"]["key"]},
+        "versions": best.get("versions", {}),
+    })
 
 
 def trial_rows(study) -> list[dict[str, Any]]:
@@ -235,6 +336,7 @@ def trial_rows(study) -> list[dict[str, Any]]:
             "reasons": list(attrs.get("reasons", [])), "constraints": list(attrs.get("constraints", [math.inf])),
             "cached": attrs.get("cached"), "interrupted": bool(attrs.get("interrupted", False)),
             "pruned": trial.state.name == "PRUNED", "error": attrs.get("error"), "output": attrs.get("output"),
+            "early_stop": attrs.get("early_stop"), "versions": attrs.get("versions", {}),
         })
     return rows
 

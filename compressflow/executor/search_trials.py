@@ -2,9 +2,13 @@
 
 A trial's stages are named ``<search>.<recipe stage>[<param>=<value>,...]`` (the variant part last,
 as in a sweep), plus ``<search>.measure[...]``, which measures the recipe's output against the
-baseline. Their keys are computed as :mod:`compressflow.executor.plan` computes any stage's, with
-the recipe's inputs bound to the keys of the stages upstream: identical params give identical keys,
-so a trial seen before is a cache hit.
+baseline. With ``early_stop``, ``<search>.early_stop[...]`` measures the model of the recipe stage it
+names, and the trial's stages split in two parts: that stage with what it needs and its measurement
+(run first), and the rest (run only when the trial goes on).
+
+Their keys are computed as :mod:`compressflow.executor.plan` computes any stage's, with the recipe's
+inputs bound to the keys of the stages upstream: identical params give identical keys, so a trial
+seen before is a cache hit.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from compressflow.stages.base import Stage
 from compressflow.stages.registry import stage_types
 
 MEASURE_STAGE = "measure"
+EARLY_STOP_STAGE = "early_stop"
 
 
 @dataclass
@@ -37,6 +42,15 @@ class TrialStages:
     stages: dict[str, Stage]
     output: str
     measure: str
+    # With early_stop: the recipe stage watched, its measurement, and the stages that run before the decision.
+    watched: str | None = None
+    early_measure: str | None = None
+    first_part: frozenset[str] = frozenset()
+
+    def part(self, names) -> "TrialStages":
+        """The same trial with only the stages ``names``."""
+        return TrialStages(self.number, self.params, {n: s for n, s in self.stages.items() if n in names},
+                           self.output, self.measure, self.watched, self.early_measure, self.first_part)
 
 
 def trial_variant(params: dict[str, Any]) -> str:
@@ -58,6 +72,14 @@ def trial_stages(plan: Plan, search: str, number: int, params: dict[str, Any]) -
                           + "; ".join(p.render() for p in exc.problems)) from None
     measure = namespaced(search, MEASURE_STAGE) + variant
     configs[measure] = measure_config(stage, classes[stage.measure], output)
+    watched = early_measure = None
+    if stage.early_stop is not None:
+        watched = namespaced(search, stage.early_stop.after) + variant
+        if watched not in configs:
+            raise StageFailed(f"search {search!r}: 'early_stop' names recipe stage {stage.early_stop.after!r}, "
+                              f"which the recipe with {variant} does not have")
+        early_measure = namespaced(search, EARLY_STOP_STAGE) + variant
+        configs[early_measure] = measure_config(stage, classes[stage.measure], watched)
     stages: dict[str, Stage] = {}
     for name, config in configs.items():
         try:
@@ -65,7 +87,22 @@ def trial_stages(plan: Plan, search: str, number: int, params: dict[str, Any]) -
         except (ValidationError, KeyError) as exc:
             raise StageFailed(f"search {search!r}: stage {name!r} of the recipe with these params is "
                               f"invalid: {exc}") from None
-    return TrialStages(number, dict(params), stages, output, measure)
+    first_part = frozenset()
+    if watched is not None:
+        first_part = frozenset({early_measure, *_needed(stages, watched)})
+    return TrialStages(number, dict(params), stages, output, measure, watched, early_measure, first_part)
+
+
+def _needed(stages: dict[str, Stage], name: str) -> set[str]:
+    """``name`` and the stages among ``stages`` it depends on."""
+    needed, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in needed or current not in stages:
+            continue
+        needed.add(current)
+        todo.extend(t for targets in stages[current].stage_refs().values() for t in targets)
+    return needed
 
 
 def measure_config(stage, measure_class: type[Stage], output: str) -> dict[str, Any]:

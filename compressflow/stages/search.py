@@ -89,6 +89,31 @@ class SearchConstraints(BaseModel):
         return SelectionConstraints(self.max_accuracy_drop, self.min_compression, self.max_latency_ms)
 
 
+#: The metrics early stopping can watch, and the constraint each is checked against.
+EARLY_STOP_METRICS = {"accuracy": "max_accuracy_drop", "gzip_compression": "min_compression",
+                      "latency_ms": "max_latency_ms"}
+
+
+class EarlyStop(BaseModel):
+    """Stop a trial early when the model of one recipe stage already misses a constraint by more than `margin`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: str = Field(description="A stage of the recipe (not its output): when it finishes, its model is "
+                                   "measured on `data` against the baseline, as the trial's output will be.",
+                       examples=["prune"])
+    metric: Literal[tuple(EARLY_STOP_METRICS)] = Field(  # type: ignore[valid-type]
+        "accuracy", description="What is watched: accuracy (against `max_accuracy_drop`), gzip_compression "
+                                "(against `min_compression`) or latency_ms (against `max_latency_ms`).")
+    margin: float = Field(0.0, ge=0.0, description="How far past its constraint the intermediate model may be "
+                                                   "and the trial still go on, in the metric's unit "
+                                                   "(0.02 = 2 accuracy points).")
+
+    def constraint(self) -> str:
+        """The name of the constraint the metric is checked against."""
+        return EARLY_STOP_METRICS[self.metric]
+
+
 def parse_duration(text: str | float | int) -> float:
     """Seconds in ``30m``, ``2h``, ``90s`` or a plain number of seconds."""
     if isinstance(text, (int, float)):
@@ -147,6 +172,10 @@ trials: 20
     sampler: Literal["tpe", "random", "grid", "nsga2"] = Field("tpe", description="How params are chosen.")
     measure: str = Field("evaluate", description="The stage type measuring each trial's output against the "
                                                  "baseline (it takes `models`, `baseline` and `data`).")
+    early_stop: EarlyStop | None = Field(None, description="Stop a trial after one of its recipe's stages when "
+                                                           "that model already misses a constraint by more than "
+                                                           "a margin: it is recorded `pruned` and its later "
+                                                           "stages do not run.")
 
     @model_validator(mode="after")
     def _budget(self):
@@ -212,7 +241,26 @@ trials: 20
             problems.append(FieldProblem("recipe", f"recipe {self.recipe} declares no 'output': add 'output: STAGE' "
                                                    "so a search knows which model each trial makes"))
         problems.extend(self._measure_problems())
+        problems.extend(self._early_stop_problems(recipe))
         return problems
+
+    def _early_stop_problems(self, recipe: dict) -> list[FieldProblem]:
+        if self.early_stop is None:
+            return []
+        early = self.early_stop
+        stages = recipe.get("stages") if isinstance(recipe.get("stages"), dict) else {}
+        if early.after not in stages:
+            hint = did_you_mean(early.after, stages) or f"its stages: {', '.join(map(str, stages)) or 'none'}"
+            return [FieldProblem("early_stop", f"'early_stop' names recipe stage '{early.after}', which recipe "
+                                               f"{self.recipe} does not have ({hint})")]
+        if early.after == recipe.get("output"):
+            return [FieldProblem("early_stop", f"'early_stop' is after '{early.after}', the recipe's output, "
+                                               "which every trial measures anyway: name an earlier stage")]
+        if getattr(self.constraints, early.constraint()) is None:
+            return [FieldProblem("early_stop", f"'early_stop' watches {early.metric}, but 'constraints' has no "
+                                               f"{early.constraint()} to check it against: add one, e.g. "
+                                               f"constraints: {{{early.constraint()}: ...}}")]
+        return []
 
     def _measure_problems(self) -> list[FieldProblem]:
         from compressflow.stages.registry import stage_types

@@ -84,3 +84,56 @@ def test_the_shipped_digits_search_is_valid_and_plans_its_trials(tmp_path):
     plan = cli("plan", pipeline, "--cache", tmp_path / "cache", cwd=tmp_path)
     assert plan.code == 0, plan.text
     assert "0 trials in the journal, 8 to run" in plan.out, plan.text
+
+
+TWO_STAGE_RECIPE = """
+inputs: [model]
+params:
+  a: 1.0
+  b: 2
+output: scaled
+stages:
+  plus:
+    type: toy_sum
+    inputs: [model]
+    add: ${params.a}
+  scaled:
+    type: toy_scale
+    model: plus
+    factor: ${params.b}
+"""
+
+EARLY_STOP = SEARCH.replace("    sampler: tpe\n", """    sampler: tpe
+    early_stop:
+      after: plus
+      metric: accuracy
+      margin: 0.01
+""")
+
+
+@pytest.mark.parametrize("old, new, line, expected", [
+    ("after: plus", "after: plsu", 21, "names recipe stage 'plsu', which recipe recipes/toy.yaml does not have "
+                                       "(did you mean 'plus'?)"),
+    ("after: plus", "after: scaled", 21, "'scaled', the recipe's output, which every trial measures anyway"),
+    ("metric: accuracy", "metric: acuracy", 22, "did you mean 'accuracy'?"),
+    ("metric: accuracy", "metric: latency_ms", 21, "has no max_latency_ms to check it against"),
+    ("margin: 0.01", "margin: -1", 23, "greater than or equal to 0"),
+    ("margin: 0.01", "margn: 0.01", 23, "did you mean 'margin'?"),
+])
+def test_early_stop_mistakes_exit_2_located(tmp_path, old, new, line, expected):
+    write(tmp_path / "recipes" / "toy.yaml", TWO_STAGE_RECIPE)
+    assert old in EARLY_STOP
+    pipeline = write(tmp_path / "search.yaml", EARLY_STOP.replace(old, new))
+    for command in ("validate", "run"):
+        result = cli(command, pipeline, cwd=tmp_path, env=PLUGINS)
+        assert result.code == 2, result.text
+        assert "Traceback" not in result.text
+        assert expected in result.text
+        assert f"search.yaml:{line}:" in result.text, result.text
+
+
+def test_the_early_stop_example_is_valid(tmp_path):
+    write(tmp_path / "recipes" / "toy.yaml", TWO_STAGE_RECIPE)
+    pipeline = write(tmp_path / "search.yaml", EARLY_STOP)
+    result = cli("validate", pipeline, cwd=tmp_path, env=PLUGINS)
+    assert result.code == 0, result.text

@@ -186,3 +186,65 @@ def test_parallel_trials_with_jobs(tmp_path):
     assert len(rows) == 4 and all(r["state"] == "COMPLETE" for r in rows)
     assert len({json.dumps(r["params"], sort_keys=True) for r in rows}) == 4
     assert len(trial_runs(pipeline)) == 8
+
+
+EARLY_STOP = "    early_stop: {after: plus, metric: accuracy, margin: 0.01}\n"
+
+
+def early_project(folder: Path, trials: int = 8) -> Path:
+    """The toy search where ``plus`` (1 + a, accuracy drop a / 100) is watched: a > 3 stops the trial."""
+    pipeline = project(folder, trials=trials, drop=0.02)
+    pipeline.write_text(pipeline.read_text().replace("    trials:", EARLY_STOP + "    trials:"))
+    return pipeline
+
+
+def stops(row: dict) -> bool:
+    return row["params"]["a"] / 100 - 0.02 > 0.01
+
+
+def test_early_stop_prunes_the_trials_whose_watched_stage_misses_by_the_margin(tmp_path):
+    pipeline = early_project(tmp_path)
+    result = run(pipeline)
+    assert result.code == 0, result.text
+    rows = trials_of(pipeline)
+    assert len(rows) == 8
+    stopped = [r for r in rows if stops(r)]
+    assert stopped and len(stopped) < len(rows), "the toy space should hold trials that stop and trials that go on"
+    for row in rows:
+        assert row["state"] == ("PRUNED" if stops(row) else "COMPLETE"), row
+        assert row["pruned"] == stops(row)
+        assert row["early_stop"]["value"] == pytest.approx(1 - (1 + row["params"]["a"]) / 100)
+    for row in stopped:
+        assert not row["feasible"] and row["reasons"][0].startswith("stopped after plus: accuracy"), row
+    ran = trial_runs(pipeline)
+    variant = "[a={a!r},b={b!r}]"
+    for row in rows:
+        suffix = variant.format(**row["params"])
+        assert f"best.plus{suffix}" in ran
+        assert (f"best.scaled{suffix}" in ran) == (not stops(row)), "a stopped trial ran its later stages"
+    assert len(ran) == 2 * len(rows) - len(stopped)
+    table = (entry(pipeline, "best") / "table.txt").read_text()
+    assert table.count(" pruned ") == len(stopped), table
+
+    again = run(pipeline)
+    assert again.code == 0, again.text
+    assert trial_runs(pipeline) == ran, "a repeated search ran a stage"
+    assert [r["state"] for r in trials_of(pipeline)] == [r["state"] for r in rows]
+
+
+def test_early_stop_with_jobs_2_prunes_as_the_trials_say(tmp_path):
+    pipeline = early_project(tmp_path, trials=6)
+    result = run(pipeline, "--jobs", "2")
+    assert result.code == 0, result.text
+    rows = trials_of(pipeline)
+    assert len(rows) == 6 and any(map(stops, rows)) and not all(map(stops, rows))
+    assert [r["state"] for r in rows] == ["PRUNED" if stops(r) else "COMPLETE" for r in rows]
+    assert len(trial_runs(pipeline)) == 2 * len(rows) - sum(map(stops, rows))
+
+
+def test_early_stop_is_part_of_the_key(tmp_path):
+    pipeline = early_project(tmp_path, trials=2)
+    before = cli("plan", pipeline, "--json", cwd=tmp_path, env=PLUGINS)
+    pipeline.write_text(pipeline.read_text().replace("margin: 0.01", "margin: 0.03"))
+    after = cli("plan", pipeline, "--json", cwd=tmp_path, env=PLUGINS)
+    assert json.loads(before.out)["best"]["key"] != json.loads(after.out)["best"]["key"]
