@@ -2,9 +2,11 @@
 
 Everything comes from the run record (see :mod:`compressflow.records`): the stage graph and
 statuses, the metrics of evaluate stages, the tables of select stages and the training
-histories. Plots are drawn with matplotlib (in the ``[tf]`` and ``[report]`` extras), imported
-only here; without it the page is written all the same, each plot replaced by a note saying how
-to get it. The stage graph needs nothing (Graphviz's ``dot`` draws it when installed).
+histories; the per-layer numerics of quantize stages and the trials of search stages are read
+from those stages' cache entries (:mod:`compressflow.report.entry_files`). Plots are drawn with
+matplotlib (in the ``[tf]`` and ``[report]`` extras), imported only here; without it the page is
+written all the same, each plot replaced by a note saying how to get it. The stage graph needs
+nothing (Graphviz's ``dot`` draws it when installed).
 
 ::
 

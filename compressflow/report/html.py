@@ -11,6 +11,7 @@ from compressflow import __version__
 from compressflow.report import plots
 from compressflow.report.dag_svg import dag_svg
 from compressflow.report.data import Evaluation, evaluations, selected_names, selections, training_curves
+from compressflow.report.entry_files import EntryFiles
 from compressflow.report.stage_look import STATUS_LOOK
 from compressflow.stages.report_table import delta_text, human_bytes, metric_text, readable
 from compressflow.stages.tasks import goal_of
@@ -83,7 +84,7 @@ class _PlotSlots:
             self.missing.append(alt)
             return (f"<div class='noplot'><b>{escape(alt)}</b>: not drawn, {escape(str(error))}.<br>"
                     f"<code>{escape(plots.INSTALL_HINT)}</code> to draw it.</div>")
-        return _img(png, alt)
+        return png if isinstance(png, str) else _img(png, alt)  # NOTE: a str is an inline <svg> chart
 
 
 def _name_cell(name: str, tags: str = "") -> str:
@@ -257,6 +258,19 @@ def _outputs_section(record: dict[str, Any]) -> str:
     return f"<section><h2>Outputs</h2><ul>{''.join(items)}</ul></section>" if items else ""
 
 
+def _entry_sections(record: dict[str, Any], slots: _PlotSlots) -> list[str]:
+    """The sections drawn from files of the stages' cache entries: per-layer numerics, search trials."""
+    from compressflow.report.numerics_section import numerics_html, stage_numerics
+    from compressflow.report.trials_section import search_trials, trials_html
+
+    entries = EntryFiles(record)
+    try:
+        return ([numerics_html(found, slots) for found in stage_numerics(record, entries)]
+                + [trials_html(found, slots) for found in search_trials(record, entries)])
+    finally:
+        entries.close()
+
+
 def render_html(record: dict[str, Any], *, missing_plots: list[str] | None = None) -> str:
     """The whole report page of a run record. Without matplotlib the page is written all the same,
     each plot replaced by a note; the names of those plots are added to ``missing_plots``."""
@@ -274,6 +288,7 @@ def render_html(record: dict[str, Any], *, missing_plots: list[str] | None = Non
                     "add one (type: evaluate) to compare models.</p></section>")
     for selection in selections(record):
         body.append(_selection_section(selection.stage, selection.selection, selection.table))
+    body += _entry_sections(record, slots)
     curves = training_curves(record)
     if curves:
         body.append("<section><h2>Training</h2><p class='sub'>loss and accuracy per epoch of "

@@ -50,6 +50,20 @@ def _models(evaluation: Evaluation, chosen: list[str]) -> list[str]:
     return lines + [""]
 
 
+def _entry_sections(record: dict[str, Any]) -> list[str]:
+    """Per-layer numerics and search trials, read from the stages' cache entries."""
+    from compressflow.report.entry_files import EntryFiles
+    from compressflow.report.numerics_section import numerics_markdown, stage_numerics
+    from compressflow.report.trials_section import search_trials, trials_markdown
+
+    entries = EntryFiles(record)
+    try:
+        lines = [line for found in stage_numerics(record, entries) for line in numerics_markdown(found)]
+        return lines + [line for found in search_trials(record, entries) for line in trials_markdown(found)]
+    finally:
+        entries.close()
+
+
 def render_markdown(record: dict[str, Any], report_path: str | None = None) -> str:
     """The summary of a run record as GitHub-flavoured Markdown."""
     pipeline = record.get("pipeline", {})
@@ -80,6 +94,7 @@ def render_markdown(record: dict[str, Any], report_path: str | None = None) -> s
                   f"({selection.selection.get('goal', '')}).", ""]
         if selection.table:
             lines += ["```", selection.table.rstrip(), "```", ""]
+    lines += _entry_sections(record)
     rows = [[name, stage.get("type", ""), stage.get("status", ""),
              f"{stage['seconds']:.1f}s" if stage.get("status") == "ran" and stage.get("seconds") is not None else ""]
             for name, stage in record.get("stages", {}).items() if stage.get("status") != "skipped"]
