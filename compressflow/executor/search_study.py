@@ -66,11 +66,27 @@ def make_sampler(stage, seed: int, trials_so_far: int, *, parallel: bool):
     if stage.sampler == "random":
         return optuna.samplers.RandomSampler(seed=trial_seed)
     if stage.sampler == "grid":
-        return optuna.samplers.GridSampler(grid(stage), seed=trial_seed)
+        # NOTE: one seed for the whole study: the grid sampler gives trial N the N-th point of a grid
+        # shuffled by its seed, so a seed per trial would ask some points twice and others never.
+        return _grid_sampler(optuna)(grid(stage), seed=derive_seed(seed, "grid"))
     if stage.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=trial_seed)
     # NOTE: constant_liar makes the trials asked at once (--jobs) spread out instead of asking alike.
     return optuna.samplers.TPESampler(seed=trial_seed, constant_liar=parallel)
+
+
+def _grid_sampler(optuna):
+    """Optuna's grid sampler without its stop at the last point.
+
+    # NOTE: GridSampler calls ``study.stop()`` after the last grid point, which raises outside
+    # ``study.optimize``; the driver asks and tells itself and ends at the grid's size.
+    """
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskTellGridSampler
 
 
 def distributions(stage) -> dict[str, Any]:
