@@ -171,19 +171,31 @@ def _syntax_problem(exc: yaml.YAMLError, text: str, name: str) -> Problem:
         line, column = _position(text.encode("utf-8")[:exc.position].decode("utf-8", errors="replace"))
         return Problem(f"invalid character in YAML: {exc.reason}", Location(name, line, column))
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    location = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
+    location = Location(name, *_mark_position(mark, text)) if mark else Location(name, 1, 1)
     problem = getattr(exc, "problem", None) or str(exc)
     if "maximum nesting depth" in problem:  # libyaml's own bound, which it may hit before ours
         return Problem(f"values are nested more than {MAX_DEPTH} levels deep", location)
     context = getattr(exc, "context", None)
     context_mark = getattr(exc, "context_mark", None)
     if context and context_mark is not None and context_mark is not mark:
-        context = f"{context} at line {context_mark.line + 1}, column {context_mark.column + 1}"
+        context = "{} at line {}, column {}".format(context, *_mark_position(context_mark, text))
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
     return Problem(message, location)
 
 
+def _mark_position(mark, text: str) -> tuple[int, int]:
+    """1-based line and column of a YAML mark, inside ``text``."""
+    # NOTE: the parser marks the end of a text without a final line break on the line after it.
+    end = _position(text)
+    return min((mark.line + 1, mark.column + 1), end)
+
+
+# NOTE: YAML's line breaks (as its marks count lines): a lone "\r" is one, as is "\x85".
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
 def _position(prefix: str) -> tuple[int, int]:
     """Line and column just after ``prefix``, the text before a position."""
-    line = prefix.count("\n") + 1
-    return line, len(prefix) - (prefix.rfind("\n") + 1) + 1
+    breaks = list(_LINE_BREAK.finditer(prefix))
+    line_start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, len(prefix) - line_start + 1

@@ -28,6 +28,18 @@ def test_tab_indentation_is_a_syntax_error_at_the_tab(problems_of):
     assert (problem.location.line, problem.location.column) == (4, 1)
 
 
+def test_an_error_at_the_end_of_a_file_without_a_final_line_break_is_inside_the_file(problems_of):
+    problem = only(problems_of("name: t\nstages: {"))
+    assert (problem.location.line, problem.location.column) == (2, 10)
+    assert "line 3" not in problem.message
+
+
+def test_a_lone_carriage_return_starts_a_line_as_yaml_counts_them(problems_of):
+    problem = only(problems_of("name: t\r\x1f"))
+    assert problem.message.startswith("invalid character in YAML")
+    assert (problem.location.line, problem.location.column) == (2, 1)
+
+
 def test_python_tag_is_refused_and_nothing_is_constructed(problems_of, tmp_path):
     marker = tmp_path / "pwned"
     text = HEAD + f"  a: !!python/object/apply:os.system ['touch {marker}']\n"
