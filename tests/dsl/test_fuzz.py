@@ -1,8 +1,11 @@
-"""Whatever the input, loading gives a Pipeline or a PipelineError, never another exception."""
+"""Whatever the input, loading gives a Pipeline or a PipelineError, never another exception, and every
+problem of the error is located: ``file:line:column`` inside the file it names (the file loaded or one it
+includes; ``<dict>`` for a dict), with no traceback in the report."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +14,7 @@ from hypothesis import strategies as st
 
 from compressflow.dsl import Pipeline, load_pipeline
 from compressflow.errors import PipelineError
-from dsl_helpers import DESIGN_EXAMPLE
+from dsl_helpers import DESIGN_EXAMPLE, assert_every_problem_located, texts_in
 
 NAMES = st.sampled_from(["version", "name", "seed", "params", "datasets", "stages", "type", "model", "data",
                          "models", "after", "epochs", "schedule", "method", "to", "builder", "digits", "base",
@@ -51,11 +54,16 @@ FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 
 def load_or_error(source, **kwargs) -> None:
+    """Load ``source``: a Pipeline, or a PipelineError whose every problem is located in ``source`` (for a
+    file, or in a file beside it that it includes) or in one of the ``overrides``."""
     try:
         result = load_pipeline(source, **kwargs)
     except PipelineError as exc:
-        assert exc.problems, "a PipelineError carries its problems"
-        exc.render()
+        files = texts_in(source.parent) if isinstance(source, Path) else {"<dict>": None}
+        # NOTE: an override is located at the name it is given on the command line (``--set KEY=...``).
+        for item in kwargs.get("overrides") or ():
+            files.update({f"<--set {item}>": None, f"<--set {item.partition('=')[0].strip()}>": None})
+        assert_every_problem_located(exc, files)
         return
     assert isinstance(result, Pipeline)
 

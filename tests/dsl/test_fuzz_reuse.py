@@ -1,4 +1,5 @@
-"""Sweeps and sub-pipelines under random input: a Pipeline or a PipelineError, never another exception."""
+"""Sweeps and sub-pipelines under random input: a Pipeline or a PipelineError, never another exception, and
+every problem located in the pipeline or the recipe it names (``file:line:column`` inside it, no traceback)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from compressflow.dsl import Pipeline, load_pipeline
 from compressflow.dsl.names import base_name
 from compressflow.errors import PipelineError
+from dsl_helpers import assert_every_problem_located, texts_in
 
 pytestmark = pytest.mark.slow  # hundreds of generated documents per test
 
@@ -55,8 +57,7 @@ def test_sweeps_and_recipes_load_or_report(tmp_path, document, recipe):
     try:
         pipeline = load_pipeline(path)
     except PipelineError as exc:
-        assert exc.problems
-        exc.render()
+        assert_every_problem_located(exc, texts_in(tmp_path))
         return
     assert isinstance(pipeline, Pipeline)
     for name, stage in pipeline.stages.items():
