@@ -67,7 +67,8 @@ def make_task(plan: Plan, name: str, cache: CacheSpec | str, verify: bool, log_d
                               else (ref, plan.stages[ref].key.key))
     upstream = nx.ancestors(plan.graph, name) | {name}  # NOTE: once per task, not once per stage
     lineage = [{"stage": s, "type": plan.stages[s].stage.kind, "key": plan.stages[s].key.key,
-                "config": plan.stages[s].stage.model_dump(mode="json")}
+                "config": plan.stages[s].stage.model_dump(mode="json"),
+                "versions": plan.stages[s].key.doc.get("versions", {})}
                for s in plan.stages if s in upstream]
     return StageTask(name=name, stage=planned.stage, key=planned.key.key, key_doc=planned.key.doc,
                      inputs=inputs, cache=CacheSpec.of(cache), env=plan.env,

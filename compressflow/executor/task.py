@@ -104,6 +104,7 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
                 ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=task.env,
                                    inputs=inputs, log=log, lineage=task.lineage, progress=events,
                                    versions=dict(task.key_doc.get("versions", {})),
+                                   upstream=lambda stage, key: _read_upstream(cache, stage, key),
                                    tensorboard_dir=Path(task.tensorboard_dir) if task.tensorboard_dir else None)
                 with stderr_to_file(Path(task.stderr_log) if task.stderr_log else None):
                     task.stage.run(ctx)
@@ -127,6 +128,13 @@ def _failed(task: StageTask, started: float, error: str, gate_fields: tuple[str,
         details += f"\n(the stage's other output is in {task.stderr_log})"
     return TaskOutcome(task.name, FAILED, time.perf_counter() - started, error=error, details=details,
                        gate_fields=gate_fields)
+
+
+def _read_upstream(cache, stage: str, key: str) -> Artifact | None:
+    """A stage's committed output from the cache (for what a stage reads of its lineage)."""
+    if cache.lookup(key, stage=stage) is None:
+        return None
+    return Artifact.read(stage, key, cache.entry_dir(key))
 
 
 def _read_inputs(cache, task: StageTask) -> dict[str, Artifact | list[Artifact]]:

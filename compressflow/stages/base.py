@@ -436,6 +436,8 @@ class StageContext:
     versions: dict[str, str | None] = field(default_factory=dict)
     # Set when the stage asked for TensorBoard logs (``tensorboard: true``) and the run has a folder.
     tensorboard_dir: Path | None = None
+    # The committed output of a stage of ``lineage`` by (name, key), None when it is not in the cache.
+    upstream: Callable[[str, str], "Artifact | None"] | None = None
     _output_set: bool = False
 
     def input(self, field_name: str) -> Artifact:

@@ -3,7 +3,8 @@
 ``run`` (cached like any stage) prepares the export in the cache entry: the model
 file or SavedModel directory, and ``sidecar.json`` with the chain of resolved stage
 configs and cache keys, the model's metrics (from the ``metrics`` evaluate stage),
-the library versions and the sha256 of the export. The sidecar holds no time, so
+the search that chose the model if one did, the versions of the libraries in the
+lineage's keys and the sha256 of the export. The sidecar holds no time, so
 it is the same bytes whenever the export is: TFLite files are reproducible; a
 ``.keras`` file records when it was saved and a SavedModel holds generated function
 names, so their sha256 (and the sidecar) differ between two cold runs.
@@ -34,6 +35,7 @@ from compressflow.errors import StageFailed, UsageError
 from compressflow.stages.base import (FILES, KERAS_MODEL, METRICS, MODEL_KINDS, TFLITE_MODEL, Stage, StageName,
                                       tree_sha256)
 from compressflow.stages.code_sets import EVALUATE_CODE, TFLITE_CODE
+from compressflow.stages.export_record import SEARCH_META, lineage_versions, search_record
 from compressflow.stages.load import KERAS3_CODE, KERAS3_LIBRARIES
 from compressflow.stages.registry import register_stage
 
@@ -55,7 +57,7 @@ to: out/pruned.keras
     produces: ClassVar[str] = FILES
     libraries: ClassVar[tuple[str, ...]] = KERAS3_LIBRARIES
     code_dependencies: ClassVar[tuple[str, ...]] = EVALUATE_CODE + TFLITE_CODE + KERAS3_CODE + (
-        "compressflow.stages.evaluate", "compressflow.stages.publish")
+        "compressflow.stages.evaluate", "compressflow.stages.publish", "compressflow.stages.export_record")
     key_exclude: ClassVar[frozenset[str]] = frozenset({"to", "allow_outside"})
     always_publish: ClassVar[bool] = True
 
@@ -121,16 +123,18 @@ to: out/pruned.keras
                               f"it can only be exported as tflite, not {fmt}")
         exported, conversion = _EXPORTERS[fmt](source, ctx)
         sha256 = tree_sha256(ctx.out_dir / exported)
+        search = search_record(ctx, source)
         ctx.write_json(SIDECAR_FILE, {
             "format": fmt,
             "conversion": conversion,
             "sha256": sha256,
             "model": {"stage": source.stage, "key": source.key, "kind": source.kind,
-                      "meta": {k: v for k, v in source.meta.items() if k != "file"}},
+                      "meta": {k: v for k, v in source.meta.items() if k not in ("file", SEARCH_META)}},
             "lineage": ctx.lineage,
             # A selected model was measured under the name of the candidate it copies.
             "metrics": self._metrics(ctx, source.meta.get("selected", source.stage)),
-            "versions": ctx.versions,
+            "search": search,
+            "versions": lineage_versions(ctx, search),
         })
         ctx.log(f"{fmt} export of {source.stage!r} ready ({conversion}); sha256 {sha256[:12]}")
         ctx.set_output(FILES, exported, format=fmt, sidecar=SIDECAR_FILE, sha256=sha256,
