@@ -110,7 +110,10 @@ def _run_trials(plan, name: str, cache, runner, reporter, study, options: dict) 
             break
         asked = []
         for _ in range(int(min(runner.capacity, remaining))):
-            study.sampler = make_sampler(stage, seed, len(study.get_trials(deepcopy=False)), parallel=parallel)
+            # NOTE: interrupted trials are not counted: the trials after a resumed one are those an
+            # uninterrupted search asks (the interrupted one is asked again first, with its params).
+            asked_so_far = sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted"))
+            study.sampler = make_sampler(stage, seed, asked_so_far, parallel=parallel)
             asked.append(study.ask(space))
         built: list[tuple[Any, TrialStages | None, str | None]] = []
         for trial in asked:

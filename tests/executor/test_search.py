@@ -248,3 +248,33 @@ def test_early_stop_is_part_of_the_key(tmp_path):
     pipeline.write_text(pipeline.read_text().replace("margin: 0.01", "margin: 0.03"))
     after = cli("plan", pipeline, "--json", cwd=tmp_path, env=PLUGINS)
     assert json.loads(before.out)["best"]["key"] != json.loads(after.out)["best"]["key"]
+
+
+def test_a_search_with_early_stop_killed_in_a_trials_later_stages_resumes(tmp_path):
+    reference = early_project(tmp_path / "reference", trials=8)
+    assert run(reference).code == 0
+    expected = trials_of(reference)
+    going = [r for r in expected if not stops(r)]
+    assert going and len(going) < len(expected), "the toy space should hold trials that stop and trials that go on"
+    blocked = "best.scaled[a={a!r},b={b!r}]".format(**going[-1]["params"])
+
+    pipeline = early_project(tmp_path / "killed", trials=8)
+    log = pipeline.parent / "runs.log"
+    process = spawn_cli("run", pipeline, cwd=pipeline.parent,
+                        env={**PLUGINS, "TOY_RUN_LOG": str(log), "TOY_BLOCK": blocked})
+    try:
+        while blocked not in runs(log):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+    before = trial_runs(pipeline)
+
+    resumed = cli("run", pipeline, cwd=pipeline.parent, env={**PLUGINS, "TOY_RUN_LOG": str(log)}, fresh=True)
+    assert resumed.code == 0, resumed.text
+    after = trial_runs(pipeline)[len(before):]
+    assert after[0] == blocked, "the interrupted trial's first part was computed again"
+    assert len(trial_runs(pipeline)) - 1 == len(trial_runs(reference)), "a finished stage was computed again"
+    rows = [r for r in trials_of(pipeline) if not r["interrupted"]]
+    assert [(r["params"], r["state"]) for r in rows] == [(r["params"], r["state"]) for r in expected]
