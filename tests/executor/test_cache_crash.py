@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -138,32 +137,38 @@ def test_sigkill_before_every_step_of_writing_and_committing(cache: Cache, messa
     assert cache.verify_all() == [] and len(cache.entries()) == 2
 
 
-def test_sigkill_at_moments_spread_over_a_free_running_write(cache: Cache, messages: list[str]) -> None:
-    reference = start_writer(cache.root, make_key("timed reference"), "free")
-    assert reference.stdout.readline() == "started\n"
-    began = time.monotonic()
-    reference.wait()
-    duration = time.monotonic() - began
-    reference.stdout.close()
-    reference.stdin.close()
-    assert reference.returncode == 0
+def read_until(child: subprocess.Popen, prefix: str) -> list[str]:
+    """The lines ``child`` prints up to the first that starts with ``prefix`` (which must come)."""
+    lines = []
+    while not lines or not lines[-1].startswith(prefix):
+        line = child.stdout.readline()
+        assert line, f"the writer ended before the line waited for; it printed {lines}"
+        lines.append(line.rstrip("\n"))
+    return lines
 
-    kills = 0
-    for index in range(12):
-        key = make_key(f"timed kill {index}")
+
+def test_sigkill_at_moments_spread_over_a_free_running_write(cache: Cache, messages: list[str]) -> None:
+    reference = start_writer(cache.root, make_key("free reference"), "free")
+    steps = [line for line in read_until(reference, "done") if line.startswith("step ")]
+    reference.communicate("\n")
+    assert reference.returncode == 0 and len(steps) >= 30
+
+    # NOTE: killed on reading a line, the writer is somewhere past it (it does not wait for us);
+    # the last kill comes after "done", when the entry is committed and the lock released.
+    moments = ["started", *(f"step {len(steps) * index // 11} " for index in range(1, 11)), "done"]
+    outcomes = []
+    for index, moment in enumerate(moments):
+        key = make_key(f"free kill {index}")
         child = start_writer(cache.root, key, "free")
-        assert child.stdout.readline() == "started\n"
-        time.sleep(duration * index / 10)
+        read_until(child, moment)
         child.send_signal(signal.SIGKILL)
         child.wait()
         child.stdout.close()
         child.stdin.close()
-        if child.returncode == -signal.SIGKILL:
-            kills += 1
-            assert_recovers_from_kill(cache, messages, key, child.pid, committed=None, killed_holding_lock=False)
-        else:
-            assert child.returncode == 0 and cache.lookup(key, stage="pruned", verify=True) is not None
-            assert cache.gc(keep={info.key for info in cache.entries()} - {key})[0] == 1
+        assert child.returncode == -signal.SIGKILL
+        outcomes.append(assert_recovers_from_kill(cache, messages, key, child.pid,
+                                                  committed=True if moment == "done" else None,
+                                                  killed_holding_lock=False))
 
-    assert kills >= 6
+    assert len(outcomes) == 12 and outcomes[-1] is True
     assert cache.verify_all() == [] and len(cache.entries()) == 2

@@ -7,7 +7,9 @@ cache performs while committing. Before each step the child pauses:
 
 * MODE ``lockstep``: print ``step <n> <what>`` and wait for a line on stdin, so the parent
   can kill it exactly before step n;
-* MODE ``free``: sleep a few milliseconds, so the parent can kill it at a random moment.
+* MODE ``free``: print ``step <n> <what>`` and go on after a few milliseconds, so a parent that
+  kills it on reading step n kills it somewhere after step n, at a moment it does not choose.
+  After ``done`` it waits for a line on stdin, so such a kill always finds it alive.
 
 The entry's files and contents are given by :func:`expected_files` (the parent imports it).
 """
@@ -82,8 +84,8 @@ def main() -> None:
 
     def pause(what: str) -> None:
         counter["step"] += 1
+        print(f"step {counter['step']} {what}", flush=True)
         if mode == "lockstep":
-            print(f"step {counter['step']} {what}", flush=True)
             sys.stdin.readline()
         else:
             time.sleep(0.004)
@@ -103,6 +105,8 @@ def main() -> None:
                         handle.write(data[offset:offset + CHUNK])
                         handle.flush()
     print("done", flush=True)
+    if mode == "free":
+        sys.stdin.readline()
 
 
 if __name__ == "__main__":
