@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import CompressflowError, UsageError
+from compressflow.executor.locks import process_is_alive
 
 RECORD_FILE = "run.json"
 RECORD_FORMAT = 1
@@ -288,13 +289,7 @@ def read_record(path: Path) -> dict[str, Any]:
 def _alive(pid: Any, host: Any) -> bool:
     if not isinstance(pid, int) or host != platform.node():
         return True  # another machine's run: cannot tell
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_is_alive(pid)
 
 
 def recorded_file(record: dict[str, Any]) -> Path | None:
