@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import psutil
@@ -15,6 +14,7 @@ import compressflow.api
 from compressflow.executor.cache import Cache
 
 from helpers import cli, runs, spawn_cli, write
+from waiting import wait_until
 
 SLOW_PIPELINE = """
 version: 1
@@ -54,38 +54,57 @@ def damaged(pipeline: Path) -> list:
     return Cache(pipeline.parent / ".compressflow" / "cache").verify_all()
 
 
+def entries(pipeline: Path) -> list[Path]:
+    """The committed entry folders of the pipeline's cache (not temporary ones)."""
+    return [p for p in (pipeline.parent / ".compressflow" / "cache" / "entries").glob("*/*")
+            if not p.name.startswith(".")]
+
+
+def writing(pipeline: Path) -> list[Path]:
+    """Temporary entry folders: an entry being written or committed."""
+    return list((pipeline.parent / ".compressflow" / "cache" / "entries").glob("*/.tmp-*"))
+
+
+def kill_moments(pipeline: Path, log: Path) -> list[tuple[str, object]]:
+    """(what, condition) for moments spread over a run: start-up, each stage working, being written, committed."""
+    moments: list[tuple[str, object]] = [("start-up", lambda: True)]
+    for done, stage in enumerate("abc"):
+        moments += [(f"{stage} working", lambda stage=stage: stage in runs(log)),
+                    (f"{stage} written or committing",
+                     lambda done=done: writing(pipeline) or len(entries(pipeline)) > done),
+                    (f"{stage} committed", lambda done=done: len(entries(pipeline)) > done)]
+    return moments + [("d working", lambda: "d" in runs(log))]
+
+
 @pytest.mark.slow
 def test_sigkill_at_many_moments_never_leaves_a_trusted_bad_entry(slow):
     pipeline, log = slow
-    started = time.perf_counter()
-    assert cli("run", pipeline).code == 0
-    duration = time.perf_counter() - started
-    wipe(pipeline.parent / ".compressflow")
-    # Kill moments spread evenly over a whole run: start-up, each stage's work, writing and commit.
-    moments = [duration * (i + 0.5) / 24 for i in range(24)]
-    kills = 0
-    for moment in moments:
-        cached_before = committed(pipeline)
-        process = spawn_cli("run", pipeline)
-        time.sleep(moment)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
+    # NOTE: TOY_BLOCK keeps the last stage working forever, so every kill finds the run alive; each kill
+    # comes on an event (a stage recorded, a temporary folder, an entry), at a moment the run does not wait for.
+    moments = kill_moments(pipeline, log)
+    for what, reached in moments:
+        log.unlink(missing_ok=True)
+        process = spawn_cli("run", pipeline, env={"TOY_BLOCK": "d"})
+        wait_until(reached, f"the run's moment '{what}'")
+        seen = len(entries(pipeline))
+        process.send_signal(signal.SIGKILL)
         process.communicate()
+        assert process.returncode == -signal.SIGKILL, f"the run ended before the kill at '{what}'"
         assert damaged(pipeline) == []
-        assert committed(pipeline) >= cached_before, "a committed entry was lost"
+        assert len(committed(pipeline)) >= seen, f"a committed entry was lost (killed at '{what}')"
         wipe(pipeline.parent / ".compressflow")  # each kill starts from an empty cache
-    assert kills >= 20
+    assert len(moments) == 11
     # After a kill, the next run completes and recomputes only what had not committed.
-    process = spawn_cli("run", pipeline)
-    time.sleep(duration * 0.6)
+    log.unlink(missing_ok=True)
+    process = spawn_cli("run", pipeline, env={"TOY_BLOCK": "c"})
+    wait_until(lambda: "c" in runs(log), "stage c to start")
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    before = committed(pipeline)
+    assert committed(pipeline) == {"a", "b"}
     log.unlink(missing_ok=True)
     final = cli("run", pipeline)
     assert final.code == 0, final.text
-    assert set(runs(log)) == {"a", "b", "c", "d"} - before
+    assert set(runs(log)) == {"c", "d"}
     verify = cli("cache", "verify", pipeline)
     assert verify.code == 0 and " 0 damaged" in verify.out, verify.text
 
@@ -93,9 +112,7 @@ def test_sigkill_at_many_moments_never_leaves_a_trusted_bad_entry(slow):
 def test_sigint_stops_cleanly_with_the_resume_command(slow):
     pipeline, log = slow
     process = spawn_cli("run", pipeline)
-    deadline = time.monotonic() + 60
-    while not runs(log) and time.monotonic() < deadline:  # interrupt while a stage works
-        time.sleep(0.05)
+    wait_until(lambda: runs(log), "a stage to start")  # interrupt while a stage works
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, (out, err)
@@ -113,9 +130,7 @@ def test_sigterm_stops_the_worker_processes_and_records_the_interruption(tmp_pat
                      "  left: {type: toy_number, value: 1, sleep: 60}\n"
                      "  right: {type: toy_number, value: 2, sleep: 60}\n")
     process = spawn_cli("run", pipeline, "--jobs", "2")
-    deadline = time.monotonic() + 60
-    while len(runs(log)) < 2 and time.monotonic() < deadline:  # both branches working, in two workers
-        time.sleep(0.05)
+    wait_until(lambda: len(runs(log)) == 2, "both branches working, in two workers")
     workers = {int(line.split()[1]) for line in log.read_text().splitlines()}
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
