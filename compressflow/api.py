@@ -95,7 +95,7 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
         reporter: Reporter | None = None, executor: str = "local", scheduler: str | None = None,
         workers: int | None = None, worker_resources: str | None = None, track: str | None = None,
         capture_logs: bool = True, echo: Callable[[str], Any] | None = print,
-        argv: list[str] | None = None) -> RunResult:
+        argv: list[str] | None = None, check: bool = True) -> RunResult:
     """Run a pipeline and record the run; returns a :class:`RunResult` (``result.ok`` tells success).
 
     ``source`` is a pipeline file, a dict or a loaded :class:`compressflow.Pipeline`. The run is
@@ -112,6 +112,9 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
       ``track="mlflow"`` logs the finished run to MLflow;
     * ``capture_logs``: keep the stages' native output (TensorFlow's) in ``.compressflow/logs/``;
     * ``echo`` gets the stages' end-of-run texts (evaluate's table; None: only in ``result.summaries``);
+    * ``check``: before anything runs, check that no stage to run after another would fail (layers
+      prune / cluster / QAT refuse, a conversion that fails, data that does not fit the model; see
+      ``compressflow check``) and raise :class:`compressflow.preflight.command.PreflightFailed` if one would;
     * ``argv``: the command line to record (the CLI's own); by default the equivalent
       ``compressflow run`` command, and the record says the run came from Python.
     """
@@ -129,6 +132,10 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     tracker = open_tracker(track, pipeline)
     reporter = reporter or LineReporter()
     cache, the_plan = _prepare(pipeline, cache_dir, selection, reporter, allow_outside_paths, verify)
+    if check:
+        from compressflow.preflight.command import check_before_run
+
+        check_before_run(the_plan, str(pipeline.path or source))
     options = SimpleNamespace(executor=executor, jobs=jobs, scheduler=scheduler, workers=workers,
                               worker_resources=worker_resources, cache=str(cache_dir) if cache_dir else None)
     origin = "cli" if argv is not None else "python"

@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-going", action="store_true", help="after a failure, finish independent branches")
     add_executor_args(run)
     run.add_argument("--verify", action="store_true", help="rehash every cache entry read")
+    run.add_argument("--no-check", action="store_true",
+                     help="skip the check, before the first stage runs, that no later stage would fail "
+                          "(see `compressflow check`)")
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and the final summary")
     run.add_argument("--verbose", "-v", action="store_true",
                      help="print every line: stage logs, tracebacks of failing stages and TensorFlow's own "
@@ -107,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a pipeline file and report every problem")
     _add_pipeline_args(validate)
     _add_outside_arg(validate)
+
+    check = sub.add_parser("check", help="say, per stage, what will not work (layers skipped or refused, ops "
+                                         "int8 keeps float, shape mismatches) without training anything",
+                           epilog="exit status: 0 no stage would fail (warnings do not count), 1 a stage would "
+                                  "fail, 2 invalid pipeline or usage")
+    _add_pipeline_args(check)
+    for flag, dest, text in (("--only", "only", "check just this stage (pattern; repeatable)"),
+                             ("--from", "from_", "check this stage and everything after it"),
+                             ("--until", "until", "check this stage and everything it needs")):
+        check.add_argument(flag, dest=dest, action="append", default=[], metavar="STAGE", help=text)
+    _add_outside_arg(check)
+    check.add_argument("--json", action="store_true", help="machine-readable output")
 
     dag = sub.add_parser("dag", help="print the stage graph (text, Mermaid or Graphviz dot)")
     _add_pipeline_args(dag)

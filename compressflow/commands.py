@@ -16,6 +16,7 @@ def dispatch(args, argv: list[str]) -> int:
         "run": cmd_run, "plan": cmd_plan, "validate": cmd_validate, "dag": cmd_dag,
         "schema": cmd_schema, "stages": cmd_stages, "cache": cmd_cache,
         "runs": cmd_runs, "show": cmd_show, "report": cmd_report, "init": cmd_init,
+        "check": cmd_check,
     }[args.command]
     return handler(args, argv)
 
@@ -61,7 +62,7 @@ def cmd_run(args, argv: list[str]) -> int:
                      keep_going=args.keep_going, verify=args.verify, allow_outside_paths=args.allow_outside_paths,
                      reporter=reporter, executor=args.executor, scheduler=args.scheduler, workers=args.workers,
                      worker_resources=args.worker_resources, track=getattr(args, "track", None),
-                     capture_logs=not args.verbose, argv=argv)
+                     capture_logs=not args.verbose, argv=argv, check=not args.no_check)
     if report.ok:
         return EXIT_OK
     print("\n" + failure_hint(pipeline, report, argv), file=sys.stderr)
@@ -96,6 +97,12 @@ def cmd_validate(args, argv: list[str]) -> int:
     print(f"{args.pipeline}: valid pipeline {pipeline.name!r} with {len(pipeline.stages)} stages "
           f"and {len(pipeline.datasets)} datasets")
     return EXIT_OK
+
+
+def cmd_check(args, argv: list[str]) -> int:
+    from compressflow.preflight.command import cmd_check as check
+
+    return check(args, _load(args))
 
 
 def cmd_dag(args, argv: list[str]) -> int:
