@@ -194,6 +194,7 @@ require: {max_accuracy_drop: 0.01}
         from compressflow.data.datasets import load_splits
         from compressflow.stages.gates import gate_failure, unmet_requirements
         from compressflow.stages.model_measurements import compare, measure_model
+        from compressflow.stages.numerics_lines import numerics_lines
         from compressflow.stages.report_table import format_table
         from compressflow.stages.tasks import PRIMARY_METRIC
 
@@ -227,7 +228,8 @@ require: {max_accuracy_drop: 0.01}
                                       "machine": machine,
                                       "data": {"dataset": self.data, "split": self.split, "samples": len(x),
                                                "task": task.why}})
-        table = format_table(models, self.baseline, notes + [f"warning: {warning}" for warning in warnings],
+        table = format_table(models, self.baseline, notes + [f"warning: {warning}" for warning in warnings]
+                             + numerics_lines(models),
                              metrics=list(goals), primary=PRIMARY_METRIC[task.task])
         (ctx.out_dir / TABLE_FILE).write_text(table)
         ctx.set_output(METRICS, METRICS_FILE, table=TABLE_FILE, baseline=self.baseline, models=list(models),
