@@ -1,7 +1,8 @@
 """Measure one model artifact (Keras, TFLite or plain SavedModel) on a dataset: what ``evaluate`` reports per model.
 
-A model quantized with LiteRT Quantizer carries a summary of its per-layer numerics (its output's
-error against the float model and the worst layers), which is passed on as ``numerics``.
+A model quantized with LiteRT Quantizer, or by the TFLite converter (``int8``, ``int16x8``,
+``dynamic``), carries a summary of its per-layer numerics (its output's error against the float
+model and the worst layers first), which is passed on as ``numerics``.
 
 Keras models run in TensorFlow (accuracy with ``predict``; latency of a traced
 ``tf.function`` call), TFLite models in LiteRT's interpreter. Sizes are those of

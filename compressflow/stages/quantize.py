@@ -6,7 +6,9 @@
 * ``float32``, ``dynamic``, ``float16``, ``int8``, ``int16x8`` convert with the TFLite
   converter and output ``model.tflite``. Calibration (``int8``, ``int16x8``) uses the
   first ``representative_samples`` samples of the training split, whose order is
-  fixed by the pipeline seed, so two conversions give the same bytes.
+  fixed by the pipeline seed, so two conversions give the same bytes. ``int8``, ``int16x8``
+  and ``dynamic`` (with ``data``) also write the per-layer numerics (``numerics.json``, as
+  ``litert`` does); ``float16`` gets none (see converter_numerics).
 * ``litert`` quantizes a float TFLite model (converted here from a Keras input, or given by a
   ``float32`` stage) with LiteRT Quantizer: a named ``recipe`` or per-layer ``rules`` (int8 / int4
   weights, dynamic or static activations, channel- or block-wise), writes the per-layer numerics
@@ -35,11 +37,13 @@ QAT_FIELDS = ("epochs", "batch_size", "optimizer", "learning_rate", "early_stopp
               "include", "exclude", "quantize_configs", "loss", "metrics")
 QuantizeConfigSpec = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 LITERT_FIELDS = ("recipe", "rules", "keep_float", "numerics_samples")
+# Fields of the per-layer numerics, in the keys of the methods that measure them.
+NUMERICS_FIELDS = ("numerics", "numerics_samples")
 LITERT_LIBRARIES = ("ai-edge-litert", "litert-quantizer")
 LITERT_CODE = ("compressflow.stages.litert_recipes", "compressflow.stages.litert_run",
                "compressflow.stages.litert_quantize", "compressflow.stages.litert_graph",
                "compressflow.stages.litert_numerics", "compressflow.stages.litert_keep_float",
-               "compressflow.stages.measure")
+               "compressflow.stages.measure", "compressflow.stages.converter_numerics")
 # Methods a QAT model cannot be converted with: float16 silently gives int8, int16x8 fails.
 METHODS_REFUSING_QAT = ("float16", "int16x8")
 TFLITE_FILE = "model.tflite"
@@ -65,7 +69,7 @@ representative_samples: 200
                     "`litert` quantizes the float TFLite model with LiteRT Quantizer (`recipe` or `rules`).")
     data: DatasetName | None = Field(
         None, description="Training data (qat), representative samples (int8, int16x8, static litert), "
-                          "validation samples (litert numerics and keep_float).")
+                          "validation samples (per-layer numerics, litert keep_float).")
     scheme: Literal["default", "prune_preserving", "cluster_preserving", "prune_cluster_preserving"] = Field(
         "default", description="QAT scheme; the preserving ones keep sparsity and/or clusters.")
     representative_samples: int = Field(200, ge=1, le=1_000_000,
@@ -85,7 +89,14 @@ representative_samples: 200
         None, description="litert: keep the layers that add the most error in float, a number of them or "
                           "until the accuracy drop is within a bound.")
     numerics_samples: int = Field(32, ge=1, le=10_000,
-                                  description="litert: validation samples the per-layer numerics are measured on.")
+                                  description="litert, int8, int16x8, dynamic: validation samples of `data` the "
+                                              "per-layer numerics are measured on.")
+    numerics: bool = Field(
+        True, description="int8, int16x8, dynamic: write the per-layer numerics (`numerics.json`) against the float "
+                          "model, on `data`'s validation samples (without `data` there are none: random inputs "
+                          "would rank layers on data the model never sees). None for float16: its dequantized "
+                          "weights take tensor names the float model uses for others, so the two cannot be compared "
+                          "tensor by tensor. litert always writes them.")
 
     @model_validator(mode="after")
     def _data_when_needed(self):
@@ -104,6 +115,9 @@ representative_samples: 200
         return self
 
     def _litert_fields(self) -> None:
+        if self.method == "litert" and not self.numerics:
+            raise ValueError("method 'litert' always measures the per-layer numerics (keep_float ranks by them); "
+                             "remove 'numerics: false'")
         if self.method != "litert":
             given = [name for name in ("recipe", "rules", "keep_float") if getattr(self, name) is not None]
             if given:
@@ -132,12 +146,22 @@ representative_samples: 200
         if self.method != "litert":  # NOTE: keeps the keys of converter stages as they were
             for name in LITERT_FIELDS:
                 config.pop(name, None)
+        config.pop("numerics", None)  # NOTE: litert always measures; other methods add it back below
+        if self._measures_numerics():
+            config.update({name: getattr(self, name) for name in NUMERICS_FIELDS})
         return config
+
+    def _measures_numerics(self) -> bool:
+        """Whether a converter method writes the per-layer numerics (which makes them part of its output)."""
+        from compressflow.stages.converter_numerics import NUMERICS_METHODS
+
+        return self.method in NUMERICS_METHODS and self.data is not None
 
     @property
     def libraries(self) -> tuple[str, ...]:  # type: ignore[override]
-        """Distributions whose versions are in the cache key: LiteRT Quantizer's only for ``litert``."""
-        return TF_LIBRARIES + LITERT_LIBRARIES if self.method == "litert" else TF_LIBRARIES
+        """Distributions whose versions are in the cache key: LiteRT Quantizer's for ``litert`` and numerics."""
+        measured = self._measures_numerics() and self.numerics  # NOTE: LiteRT Quantizer compares the models
+        return TF_LIBRARIES + LITERT_LIBRARIES if self.method == "litert" or measured else TF_LIBRARIES
 
     def trains_keras_layers(self) -> bool:
         return self.method == "qat"
@@ -259,6 +283,7 @@ representative_samples: 200
     def _convert(self, convert, ctx, *, from_qat: bool) -> None:
         """Write ``convert(method, samples=..., int8_io=...)``'s TFLite model as the output."""
         from compressflow.stages import tflite_convert
+        from compressflow.stages.converter_numerics import write_numerics
         from compressflow.stages.tflite_describe import describe_tflite
 
         samples = None
@@ -273,5 +298,6 @@ representative_samples: 200
         description = describe_tflite(path)
         ctx.log(f"{self.method}: {len(flatbuffer)} bytes, weights {', '.join(description['weight_dtypes'])}, "
                 f"input {description['input']['dtype']}, output {description['output']['dtype']}")
+        numerics = write_numerics(self, ctx, convert, flatbuffer, from_qat=from_qat)
         ctx.set_output(TFLITE_MODEL, TFLITE_FILE, method=self.method, from_qat=from_qat,
-                       representative_samples=None if samples is None else len(samples), **description)
+                       representative_samples=None if samples is None else len(samples), **description, **numerics)
