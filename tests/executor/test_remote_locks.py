@@ -18,6 +18,8 @@ import pytest
 from compressflow.executor.remote_locks import Lease, LeaseLock
 from compressflow.executor.remote_store import open_store
 
+from waiting import wait_until
+
 WORKER = Path(__file__).parent / "cache_helpers" / "remote_lock_worker.py"
 
 
@@ -72,6 +74,13 @@ class Child:
 def lease_lock(url: str, key: str, messages: list[str], ttl: float | None = None) -> LeaseLock:
     return LeaseLock(open_store(url), f"locks/{key}.lease", stage="test", subject="test", log=messages.append,
                      ttl=ttl, poll=0.05)
+
+
+def beats(url: str, key: str) -> int:
+    """The heartbeat count of the lease on ``key`` (0 when there is none)."""
+    data = open_store(url).read_tagged(f"locks/{key}.lease")
+    lease = Lease.parse(data.data) if data is not None else None
+    return lease.beat if lease is not None else 0
 
 
 def put_lease(url: str, key: str, *, host: str, pid: int, ttl: float) -> None:
@@ -132,7 +141,8 @@ def test_heartbeat_keeps_a_live_holder_past_its_ttl(s3_url: str) -> None:
     holder.expect("locked")
     waiter = Child("wait", s3_url, key)
     waiter.expect("waiting")
-    time.sleep(5)  # well past the lease's time-to-live
+    # NOTE: beats are ttl / 4 apart at least: 12 of them while the waiter waits span three times the ttl.
+    wait_until(lambda: beats(s3_url, key) >= 12, "12 heartbeats of the holder's lease")
     assert not any(line.startswith("acquired") for line in waiter.drain())
     holder.send("release")
     holder.expect("releasing")
@@ -179,10 +189,10 @@ def test_of_several_waiters_on_a_stale_lease_exactly_one_takes_it_over(s3_url: s
     for thread in threads:
         thread.start()
     for turn in range(3):
-        while len(acquired) <= turn:
-            time.sleep(0.05)
+        wait_until(lambda turn=turn: len(acquired) > turn, f"waiter number {turn + 1} to take the lease")
         if turn == 0:
-            time.sleep(2.0)  # the winner keeps its lease alive; the others keep waiting
+            # NOTE: the winner keeps its lease alive past two of its ttls (8 beats); the others keep waiting.
+            wait_until(lambda: beats(s3_url, key) >= 8, "8 heartbeats of the winner's lease")
             assert len(acquired) == 1
         locks[acquired[turn]].release()
     for thread in threads:
@@ -196,9 +206,7 @@ def test_holder_reports_a_lost_lease(s3_url: str) -> None:
     lock = lease_lock(s3_url, key, messages, ttl=1.0)
     assert lock.acquire()
     put_lease(s3_url, key, host="build-box-7", pid=4242, ttl=60)  # someone took it over
-    deadline = time.monotonic() + 30
-    while not any("lost the lock" in m for m in messages) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: any("lost the lock" in m for m in messages), "the holder to report the lost lease")
     assert any("lost the lock on test" in m for m in messages), messages
     lock.release()  # it is no longer ours: the other holder's lease stays
     assert Lease.parse(open_store(s3_url).read(f"locks/{key}.lease")).host == "build-box-7"
