@@ -16,7 +16,6 @@ import errno
 import io
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ import compressflow.api
 from compressflow.console import LineReporter
 
 from helpers import Result, cli, spawn_cli, write
+from waiting import wait_until
 
 FIRST = "version: 1\nname: faults\nstages:\n  first: {type: toy_number, value: 1, blob_kib: 64}\n"
 SECOND = FIRST + "  second: {type: toy_scale, model: first, factor: 2, blob_kib: 64%s}\n"
@@ -130,12 +130,9 @@ def test_a_project_disk_that_fills_during_the_run_keeps_the_finished_stages(tiny
 
     process = spawn_cli("run", pipeline, "--cache", cache)
     try:
-        for _ in range(6000):  # the stage has started (its run is recorded) once it logs itself
-            if log.exists() and log.read_text().startswith("second"):
-                break
-            if process.poll() is not None:
-                break
-            time.sleep(0.05)
+        # NOTE: the stage has started (its run is recorded) once it logs itself; a run that ends stops the wait.
+        wait_until(lambda: (log.exists() and log.read_text().startswith("second")) or process.poll() is not None,
+                   "the second stage to start")
         assert log.exists() and log.read_text().startswith("second"), "the stage never started"
         filler = fill(project)
         release.touch()

@@ -125,16 +125,17 @@ def test_tensorboard_option_is_not_in_the_cache_key(tmp_path):
 
 def test_an_interrupted_run_is_recorded_as_interrupted(shop):
     import signal
-    import time
 
-    from helpers import spawn_cli
+    from helpers import runs, spawn_cli
+    from waiting import wait_until
 
     shop.write_text(shop.read_text().replace("value: 1}", "value: 1, sleep: 60}"))
-    process = spawn_cli("run", shop, "--progress", "plain")
+    log = shop.parent / "runs.log"
+    process = spawn_cli("run", shop, "--progress", "plain", env={"TOY_RUN_LOG": str(log)})
     for line in process.stdout:  # wait until the slow stage has started
         if line.startswith("large: running"):
             break
-    time.sleep(0.5)
+    wait_until(lambda: "large" in runs(log), "the slow stage to be at work")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, out + err
