@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from compressflow.errors import StageFailed, UnsafeModelError
+from compressflow.models import file_limits
 
 KERAS_ZIP = "keras"
 HDF5 = "h5"
@@ -126,9 +127,12 @@ def stored_keras_version(path: Path, fmt: str) -> str | None:
     try:
         if fmt == KERAS_ZIP:
             with zipfile.ZipFile(path) as archive:
+                file_limits.check_archive(archive, path)
                 if "metadata.json" not in archive.namelist():
                     return None
-                version = json.loads(archive.read("metadata.json")).get("keras_version")
+                data = file_limits.read_member(archive, "metadata.json", path)
+                file_limits.check_config_depth(data, path, "metadata.json")
+                version = json.loads(data).get("keras_version")
         elif fmt == HDF5:
             import h5py
 
@@ -148,25 +152,32 @@ def is_keras3_version(version: str | None) -> bool:
 
 
 def _read_keras_zip_config(path: Path) -> Any:
+    # NOTE: only the members read here are decompressed (and CRC-checked by reading them whole); the
+    # weights are checked by Keras when it reads them. Checking every member up front would decompress
+    # gigabytes on every validate, once per entry of a zip whose entries all point at one member.
     with zipfile.ZipFile(path) as archive:
+        file_limits.check_archive(archive, path)
         names = archive.namelist()
         if "config.json" not in names:
             raise ModelFileError(f"model file {path} has no config.json (it holds {', '.join(names) or 'nothing'})")
-        bad = archive.testzip()
-        if bad is not None:
-            raise ModelFileError(f"model file {path} is corrupt: member {bad!r} fails its CRC check")
-        return json.loads(archive.read("config.json"))
+        data = file_limits.read_member(archive, "config.json", path)
+    file_limits.check_config_depth(data, path, "config.json")
+    return json.loads(data)
 
 
 def _read_h5_config(path: Path) -> Any:
     import h5py
 
     with h5py.File(path, "r") as fh:
-        raw = fh.attrs.get("model_config")
-        if raw is None:
+        if "model_config" not in fh.attrs:
             raise ModelFileError(f"{path} holds no model config (a weights-only file?); load the architecture "
                                  "with `builder` or `application` and give this file as `weights`")
-        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        file_limits.check_config_size(fh.attrs.get_id("model_config").get_storage_size(), path,
+                                      "model_config attribute is")
+        raw = fh.attrs.get("model_config")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    file_limits.check_config_depth(text, path, "model_config attribute")
+    return json.loads(text)
 
 
 def _read_saved_model_metadata(path: Path) -> list[Any]:
@@ -174,12 +185,14 @@ def _read_saved_model_metadata(path: Path) -> list[Any]:
     if not meta_file.is_file():
         raise ModelFileError(f"SavedModel {path} has no keras_metadata.pb: it was not saved by Keras, "
                              "so it cannot be loaded as a Keras model")
+    file_limits.check_config_size(meta_file.stat().st_size, path, "keras_metadata.pb is")
     metadata = []
     for node in _proto_fields(meta_file.read_bytes(), want=1):
         fields = dict(_proto_pairs(node))
         identifier = fields.get(4, b"").decode()
         text = fields.get(5, b"").decode()
         if text:
+            file_limits.check_config_depth(text, path, "keras_metadata.pb")
             metadata.append({"__identifier__": identifier, **json.loads(text)})
     return metadata
 
@@ -323,12 +336,32 @@ def check_model_file(path: Path, *, trust: bool, is_known: IsKnownClass, opt_in:
     Raises :class:`UnsafeModelError` naming each offending layer and ``opt_in``
     (how to allow it), or :class:`ModelFileError` for a missing or corrupt file.
     """
-    fmt = detect_format(path)
+    fmt = check_file_limits(path)
     if trust:
         return fmt
     findings = find_code(read_stored_config(path, fmt), is_known)
     if findings:
         raise UnsafeModelError(refusal(path, findings, opt_in))
+    return fmt
+
+
+def check_file_limits(path: Path) -> str:
+    """Refuse a model file that is over a bound of :mod:`~compressflow.models.file_limits`; return its format.
+
+    Run whether or not the file is trusted: ``trust: true`` lets a file run code, not exhaust the
+    machine while it is read. Raises :class:`~compressflow.models.file_limits.ModelFileLimit`, or
+    :class:`ModelFileError` for a missing file; a corrupt one is left to the reader that needs it.
+    """
+    fmt = detect_format(path)
+    if fmt == SAVED_MODEL:
+        file_limits.check_links_stay_inside(path)
+        if not (path / "keras_metadata.pb").is_file():
+            return fmt  # a plain SavedModel: TensorFlow reads its graph
+    try:
+        read_stored_config(path, fmt)
+        stored_keras_version(path, fmt)
+    except (ModelFileError, ImportError):
+        pass
     return fmt
 
 

@@ -88,7 +88,8 @@ args: {input_shape: [8, 8, 1], classes: 10}
         return fingerprint
 
     def check(self, env) -> list:
-        """Paths inside the pipeline's folder; no Lambda layer in the model file unless ``trust``;
+        """Paths inside the pipeline's folder; a model file within the bounds on what reading it may cost
+        (:mod:`compressflow.models.file_limits`, trusted or not); no Lambda layer in it unless ``trust``;
         a Keras 3 file only with layers that translate to tf-keras.
 
         Only what needs no TensorFlow is checked here (a Lambda layer's bytecode is visible in
@@ -101,6 +102,9 @@ args: {input_shape: [8, 8, 1], classes: 10}
             from compressflow.stages.base import FieldProblem
 
             path = env.resolve_path(self.path, what="model path")
+            over_limit = _over_a_file_limit(path)
+            if over_limit:
+                return [*problems, FieldProblem("path", over_limit)]
             finding = None if self.trust else _code_in_model_file(path, env)
             if finding:
                 problems.append(FieldProblem("path", finding))
@@ -188,6 +192,21 @@ args: {input_shape: [8, 8, 1], classes: 10}
             return application(self.application, weights=weights, **self.args)
         except (TypeError, ValueError) as exc:
             raise StageFailed(f"application {self.application}: {exc}") from exc
+
+
+def _over_a_file_limit(path) -> str | None:
+    """Why reading ``path`` is refused (a zip bomb, a config nested too deep, a SavedModel linking
+    outside its folder), trusted or not; else None."""
+    from compressflow.models.file_limits import ModelFileLimit
+    from compressflow.models.safety import ModelFileError, check_file_limits
+
+    try:
+        check_file_limits(path)
+    except ModelFileLimit as exc:
+        return str(exc)
+    except (ModelFileError, OSError):
+        return None  # missing or unreadable: said elsewhere
+    return None
 
 
 def _code_in_model_file(path, env) -> str | None:

@@ -71,10 +71,13 @@ def plain_saved_model_inputs(stage, fields: tuple[str, ...], env) -> list:
 def load_plain_saved_model(ctx, path: Path, shown: str) -> None:
     """Copy the SavedModel at ``path`` into the stage's output and declare it a ``saved_model`` artifact.
 
-    Its serving signature must take one input and give one output, as the other model kinds do.
+    Its serving signature must take one input and give one output, as the other model kinds do. A link
+    in the folder to something outside it is refused (the cache key hashes the folder's own files).
     """
     from compressflow.errors import StageFailed
+    from compressflow.models.file_limits import check_links_stay_inside
 
+    check_links_stay_inside(path)  # NOTE: validate refused it already; a folder may change before the run
     signature, function, _loaded = serving_function(path, shown)
     inputs, outputs = signature_tensors(function)
     if len(inputs) != 1 or len(outputs) != 1:
