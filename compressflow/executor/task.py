@@ -19,6 +19,7 @@ from compressflow.executor.capture import stderr_to_file
 from compressflow.executor.events import EventSink
 from compressflow.executor.parent_watch import check_parent
 from compressflow.executor.process_setup import prepare_for_stage
+from compressflow.stages import model_trust
 from compressflow.stages.base import Artifact, Environment, Stage, StageContext
 
 InputRef = tuple[str, str]  # (stage name, key)
@@ -106,7 +107,8 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
                                    versions=dict(task.key_doc.get("versions", {})),
                                    upstream=lambda stage, key: _read_upstream(cache, stage, key),
                                    tensorboard_dir=Path(task.tensorboard_dir) if task.tensorboard_dir else None)
-                with stderr_to_file(Path(task.stderr_log) if task.stderr_log else None):
+                with stderr_to_file(Path(task.stderr_log) if task.stderr_log else None), \
+                        model_trust.declared_by(task.lineage):
                     task.stage.run(ctx)
                 if not ctx._output_set:
                     raise RuntimeError(f"stage type {task.stage.kind!r} finished without declaring its output")

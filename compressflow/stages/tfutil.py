@@ -133,11 +133,32 @@ def load_artifact_model(artifact):
 
     if artifact.kind != KERAS_MODEL:
         raise StageFailed(f"stage {artifact.stage!r} gives a {artifact.kind}, not a Keras model")
-    # NOTE: a cache entry is a file compressflow wrote: what its model holds was checked where it came
-    # into the pipeline (a load stage refuses code it was not allowed to run), so it is never refused
-    # here. tf-keras' safe_mode still refuses Lambda bytecode unless the entry is marked trusted: only
-    # a model holding code that a load stage was allowed to run (`trust: true`, or a builder's) is.
-    return load_keras_model(artifact.file(), trust=bool(artifact.meta.get("trusted")), check=False)
+    from compressflow.stages.model_trust import code_trusted
+
+    # NOTE: custom classes were checked where the model came into the pipeline, so they are not refused
+    # here. Lambda bytecode runs only if the pipeline being run lets it (a load stage upstream says
+    # `trust: true` or is a builder): never because the entry's artifact.json says `trusted`, which
+    # whoever wrote a shared cache entry decides. Untrusted, safe_mode refuses it in a .keras file,
+    # and the inspection refuses it in an .h5 one (a QAT model), where tf-keras ignores safe_mode.
+    trusted = code_trusted()
+    path = artifact.file()
+    if not trusted and path.suffix == ".h5":
+        _refuse_code_in_entry(artifact, path)
+    return load_keras_model(path, trust=trusted, check=False)
+
+
+def _refuse_code_in_entry(artifact, path: Path) -> None:
+    """Refuse Lambda code in the model file of a cache entry that the running pipeline does not trust."""
+    from compressflow.errors import UnsafeModelError
+    from compressflow.models.safety import HDF5, find_code, read_stored_config
+
+    lambdas = [f for f in find_code(read_stored_config(path, HDF5), is_known_keras_class) if not f.custom_class]
+    if lambdas:
+        listed = "; ".join(f.describe() for f in lambdas)
+        raise UnsafeModelError(f"refusing to load the model of stage {artifact.stage!r} from its cache entry "
+                               f"{artifact.path}: {listed}, and no load stage upstream says `trust: true`. "
+                               "Loading it would run code from the entry; if the pipeline's own model has "
+                               "that layer, set `trust: true` on its load stage")
 
 
 def load_input_model(ctx, field: str = "model"):

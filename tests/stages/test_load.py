@@ -126,12 +126,15 @@ def test_lambda_model_file_is_refused_without_trust(model_dir, fmt, tmp_path):
 @pytest.mark.tf
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_lambda_model_file_loads_with_trust(model_dir, fmt):
+    from compressflow.stages.model_trust import declared_by
     from compressflow.stages.tfutil import load_artifact_model
 
-    artifact = run(LoadStage(path=FORMATS[fmt].format("lambda"), trust=True), _env(model_dir))
+    stage = LoadStage(path=FORMATS[fmt].format("lambda"), trust=True)
+    artifact = run(stage, _env(model_dir))
     assert artifact.meta["trusted"] is True
-    # The stage output carries the Lambda on; later stages load it because the artifact says so.
-    model = load_artifact_model(artifact)
+    # The stage output carries the Lambda on; later stages load it because their pipeline's load stage trusts it.
+    with declared_by([{"type": "load", "config": stage.model_dump(mode="json")}]):
+        model = load_artifact_model(artifact)
     assert "doubler" in [layer.name for layer in model.layers]
     prediction = model.predict(np.ones((2, 8, 8, 1), "float32"), verbose=0)
     np.testing.assert_allclose(prediction, np.load(model_dir / "lambda_prediction.npy"), rtol=1e-6)
