@@ -62,7 +62,7 @@ def test_a_latency_gate_is_measured_again_under_another_machine(tmp_path):
     second = on("ci-b", "run", pipeline)
     assert second.code == 0, second.text
     keys = json.loads(on("ci-b", "plan", pipeline, "--json").out)
-    assert {name: item["action"] for name, item in keys.items()} == dict.fromkeys(keys, "cached")
+    assert {name: item["action"] for name, item in keys.items()} == dict.fromkeys(keys, "cached"), keys
     assert keys["gate"]["machine"]["id"] == "ci-b" and "machine" not in keys["plain"]
     entry = tmp_path / ".compressflow/cache/entries" / keys["gate"]["key"][:2] / keys["gate"]["key"]
     metrics = json.loads((entry / "metrics.json").read_text())
@@ -72,6 +72,10 @@ def test_a_latency_gate_is_measured_again_under_another_machine(tmp_path):
     shown = on("ci-b", "show", pipeline)
     assert shown.code == 0, shown.text
     assert "latency measured on machine ci-b" in shown.out
+    report = on("ci-b", "report", pipeline)
+    assert report.code == 0, report.text
+    (html,) = (tmp_path / ".compressflow" / "reports").glob("*.html")
+    assert "latency measured on machine ci-b (named by COMPRESSFLOW_MACHINE_ID)" in html.read_text()
     # NOTE: each machine keeps its own measurement: back on the first, nothing runs.
     back = on("ci-a", "plan", pipeline)
     assert set(plan_lines(back).values()) == {"cached"}, back.out
