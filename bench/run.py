@@ -1,12 +1,15 @@
 """Run the benchmark suite and write BENCHMARKS.md.
 
     python bench/run.py [--smoke] [--out BENCHMARKS.md] [--repetitions N] [--no-dvc] [--keep]
+                        [--sections outcome,search]
 
 Measures, in one run on this machine, compressflow next to what a user would do instead
 (a hand-written TensorFlow script, ``import tensorflow``, ``dvc repro``), plus the planner's
 scale and the compression outcome of every technique. ``--smoke`` runs the smallest sizes,
 one repetition and tiny epochs (a check that the suite works, not a measurement). All
-figures and the raw measurements also go to ``results.json`` beside the plot.
+figures and the raw measurements also go to ``results.json`` beside the plot. ``--sections``
+measures only the sections named and merges them into the saved ``results.json`` (the other
+sections keep their figures, and each section records the commit and time it was measured at).
 """
 
 from __future__ import annotations
@@ -30,8 +33,32 @@ import outcome  # noqa: E402
 import parallel  # noqa: E402
 import report  # noqa: E402
 import scale  # noqa: E402
+import search_vs_grid  # noqa: E402
 from common import BENCH_DIR, REPO_DIR, log  # noqa: E402
 from settings import Settings  # noqa: E402
+
+
+# Sections in the order they run; dvc reuses the pipeline and cache of digits.
+SECTIONS = {
+    "digits": "sections 1-3: cold, cached and incremental runs against a script and import tensorflow",
+    "dvc": "section 2: against dvc repro; needs digits in the same run",
+    "parallel": "section 4: --jobs 2 against --jobs 1",
+    "scale": "section 5: validate and plan 10,000 stages",
+    "outcome": "section 6: every compression technique",
+    "search": "section 7: TPE against a grid",
+}
+
+
+def parse_sections(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown section {', '.join(unknown) or '(none)'}: choose from "
+                                         + ", ".join(SECTIONS))
+    if "dvc" in names and "digits" not in names:
+        raise argparse.ArgumentTypeError("section dvc times the pipeline and cache of section digits: "
+                                         "add digits (--sections digits,dvc)")
+    return [name for name in SECTIONS if name in names]
 
 
 def parse_args(argv: list[str] | None):
@@ -45,6 +72,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--no-dvc", action="store_true", help="skip the comparison with DVC (and its install)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--sections", type=parse_sections, default=list(SECTIONS), metavar="NAME,...",
+                        help="measure only these sections and merge them into the saved results.json: "
+                             + ", ".join(f"{name} ({what})" for name, what in SECTIONS.items()))
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="measure nothing: write the report again from a results.json of an earlier run")
     return parser.parse_args(argv)
@@ -67,6 +97,24 @@ def save(results: dict, results_dir: Path) -> None:
     (results_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
+def earlier_results(results_dir: Path, sections: list[str]) -> dict:
+    """The saved results a partial run merges into (empty for a whole run or when there are none)."""
+    path = results_dir / "results.json"
+    if len(sections) == len(SECTIONS) or not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    for name in SECTIONS:  # NOTE: sections of a run before per-section records were measured by that run
+        if name in earlier:
+            earlier.setdefault("section_runs", {}).setdefault(name, run_info(earlier))
+    return earlier
+
+
+def run_info(results: dict) -> dict:
+    """When, at which commit and by which command a section was measured."""
+    return {"command": results["command"], "started": results["started"], "commit": results["machine"]["commit"],
+            "smoke": results["smoke"], "load_average": results["machine"]["load_average"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
@@ -77,33 +125,40 @@ def main(argv: list[str] | None = None) -> int:
                                    else BENCH_DIR / "results")
     settings = Settings.make(workdir, results_dir, smoke=args.smoke, repetitions=args.repetitions,
                              dvc=not args.no_dvc)
-    results: dict = {"command": command, "smoke": args.smoke, "repetitions": settings.repetitions,
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine.describe()}
+    this_run = {"command": command, "smoke": args.smoke, "repetitions": settings.repetitions,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine.describe()}
+    results: dict = earlier_results(results_dir, args.sections) or dict(this_run)
     started = time.perf_counter()
     results_dir.mkdir(parents=True, exist_ok=True)
 
     def section(name: str, measure) -> None:
+        if name not in args.sections:
+            return
         section_started = time.perf_counter()
         results[name] = measure()
         results.setdefault("section_seconds", {})[name] = time.perf_counter() - section_started
+        results.setdefault("section_runs", {})[name] = run_info(this_run)
         save(results, results_dir)  # NOTE: partial results survive a failure in a later section
 
     try:
         section("digits", lambda: digits_runs.measure(settings))
-        pipeline, cache = Path(results["digits"]["pipeline"]), Path(results["digits"]["caches"][0])
+        if "digits" in args.sections:
+            pipeline, cache = Path(results["digits"]["pipeline"]), Path(results["digits"]["caches"][0])
         section("dvc", lambda: dvc_compare.measure(
             settings, lambda: digits_runs.run_compressflow(pipeline, cache, settings.digits_overrides).seconds))
         section("parallel", lambda: parallel.measure(settings))
         section("scale", lambda: scale.measure(settings))
         section("outcome", lambda: outcome.measure(settings))
+        section("search", lambda: search_vs_grid.measure(settings))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    results["seconds"] = time.perf_counter() - started
-    results["load_average_end"] = os.getloadavg()
+    if len(args.sections) == len(SECTIONS) or "seconds" not in results:
+        results["seconds"] = time.perf_counter() - started
+        results["load_average_end"] = os.getloadavg()
     save(results, results_dir)
     args.out.write_text(report.render(results, out_path=args.out.resolve(), results_dir=results_dir))
-    log(f"wrote {args.out} in {results['seconds'] / 60:.1f} min")
+    log(f"wrote {args.out} in {(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
 

@@ -69,6 +69,30 @@ class Settings:
                 "stages.check.latency.runs=50", "stages.check.latency.warmup=5",
                 "stages.check.models=[float, int8]"]
 
+    # -- TPE against a grid ----------------------------------------------------------------
+
+    @property
+    def search_overrides(self) -> list[str]:
+        """``--set`` arguments of ``bench/pipelines/search_vs_grid.yaml``: a 2-point space in smoke mode."""
+        if not self.smoke:
+            return []
+        out = ["stages.trained.epochs=1", "stages.grid.trials=2"]
+        for stage in ("grid", "tpe_0", "tpe_1", "tpe_2"):
+            out += [f"stages.{stage}.space.sparsity.high=0.8", f"stages.{stage}.space.clusters.choices=[8]",
+                    f"stages.{stage}.constraints.max_accuracy_drop=1.0"]
+        return out + [f"stages.tpe_{seed}.trials=4" for seed in range(3)]
+
+    @property
+    def search_recipe_params(self) -> dict[str, int]:
+        """Params of the searched recipe changed for this run: its epochs (8 pruning epochs instead of 16, so
+        that a grid fits the suite's time; 1 in smoke mode)."""
+        return {"prune_epochs": 1, "cluster_epochs": 1} if self.smoke else {"prune_epochs": 8}
+
+    @property
+    def search_grid_jobs(self) -> int:
+        """Worker processes of the grid run (the TPE runs use one: ``--jobs`` changes what TPE asks)."""
+        return 1 if self.smoke else 2
+
 
 def set_args(overrides: list[str]) -> list[str]:
     """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
