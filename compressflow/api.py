@@ -135,7 +135,7 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     if check:
         from compressflow.preflight.command import check_before_run
 
-        check_before_run(the_plan, str(pipeline.path or source))
+        check_before_run(the_plan, str(pipeline.path) if pipeline.path else "PIPELINE")
     options = SimpleNamespace(executor=executor, jobs=jobs, scheduler=scheduler, workers=workers,
                               worker_resources=worker_resources, cache=str(cache_dir) if cache_dir else None)
     origin = "cli" if argv is not None else "python"
