@@ -133,6 +133,18 @@ def test_dynamic_counts_as_quantized_only_the_layers_whose_weights_became_int8()
 
 
 @pytest.mark.tf
+def test_int16x8_measures_its_16_bit_activations():
+    artifact, _ = quantize("int16x8", method="int16x8", data="digits", representative_samples=CALIBRATION,
+                           numerics_samples=8)
+    table = numerics(artifact)
+    assert table["samples"] == 8
+    quantized = [layer for layer in table["layers"] if layer["quantized"]]
+    assert KERNEL_LAYERS <= {layer["layer"] for layer in quantized}
+    assert {layer["output"]["dtype"] for layer in quantized if layer["layer"] in KERNEL_LAYERS} == {"int16"}
+    assert_ranked_worst_first(table)
+
+
+@pytest.mark.tf
 def test_without_data_or_with_float16_there_is_no_table_and_the_log_says_why():
     for name, config, reason in (("dyn-nodata", dict(method="dynamic"), "no 'data'"),
                                  ("half", dict(method="float16", data="digits"), "float16 model")):

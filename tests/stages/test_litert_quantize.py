@@ -307,7 +307,8 @@ stages:
     ("    rules:\n      - {layers: dense1, weights: 8}\n      - {layers: 'conv(', weights: 4}\n", 15,
      "not a valid regular expression"),
     ("    rules:\n      - {layers: dense1, weights: 8, activations: 8}\n", 9, "rules[0] quantizes activations"),
-], ids=["unknown_recipe", "static_without_data", "bad_regex", "static_rule_without_data"])
+    ("    recipe: weight_only_wi8_afp32\n    numerics: false\n", 9, "'litert' always measures the per-layer"),
+], ids=["unknown_recipe", "static_without_data", "bad_regex", "static_rule_without_data", "litert_without_numerics"])
 def test_invalid_litert_settings_exit_2_located(tmp_path, body, line, expected):
     path = write(tmp_path / "p.yaml", PIPELINE.format(body=body))
     result = cli("validate", path)

@@ -75,6 +75,7 @@ def test_a_plain_saved_model_is_loaded_converted_to_int8_and_evaluated(saved, en
                      {"model": loaded}, name="int8")
     assert int8.kind == "tflite_model"
     assert "int8" in int8.meta["weight_dtypes"] and "int8" in int8.meta["activation_dtypes"]
+    assert int8.file("numerics.json").is_file() and int8.meta["numerics"]["worst_layers"]
 
     stage = EvaluateStage(models=["base", "int8"], baseline="base", data="digits", latency={"runs": 5, "warmup": 1})
     _, models = read_metrics(run_stage(stage, env, {"models": [loaded, int8], "baseline": loaded}, name="check"))
