@@ -15,7 +15,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from compressflow.executor.task import FAILED, StageTask, TaskOutcome, execute
+from compressflow.executor.stage_memory import release_stage_memory
+from compressflow.executor.task import CACHED, FAILED, StageTask, TaskOutcome, execute
 from compressflow.executor.worker_process import serve
 
 _STOP_SECONDS = 10.0  # how long a stopped worker may take to exit before it is killed
@@ -40,13 +41,21 @@ class Runner:
 
 
 class SequentialRunner(Runner):
-    """Run each task to completion, in this process, when it is submitted."""
+    """Run each task to completion, in this process, when it is submitted.
+
+    After a stage that ran, TensorFlow's and Keras' state is released
+    (:func:`~compressflow.executor.stage_memory.release_stage_memory`), so the next stage starts
+    as in a fresh process and a long run's memory does not grow stage by stage.
+    """
 
     capacity = 1
 
     def submit(self, task: StageTask) -> "Future[TaskOutcome]":
         future: Future[TaskOutcome] = Future()
-        future.set_result(execute(task))
+        outcome = execute(task)
+        if outcome.status != CACHED:
+            release_stage_memory()
+        future.set_result(outcome)
         return future
 
 

@@ -11,7 +11,8 @@ import signal
 
 from compressflow.executor.parent_watch import ParentGone, die_with_parent
 from compressflow.executor.process_setup import configure_tensorflow_environment
-from compressflow.executor.task import execute
+from compressflow.executor.stage_memory import release_stage_memory
+from compressflow.executor.task import CACHED, execute
 
 
 def serve(connection, parent_pid: int) -> None:
@@ -28,7 +29,10 @@ def serve(connection, parent_pid: int) -> None:
                 return
             if task is None:
                 return
-            connection.send(execute(task))
+            outcome = execute(task)
+            connection.send(outcome)
+            if outcome.status != CACHED:
+                release_stage_memory()  # NOTE: after answering, so the run does not wait for it
     except ParentGone:
         os._exit(1)  # the temp entry is already removed; nobody is left to tell
     except KeyboardInterrupt:
