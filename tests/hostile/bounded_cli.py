@@ -19,8 +19,10 @@ import forked_cli
 from forked_cli import Outcome, decode
 
 MEMORY_LIMIT = 2 * 1024**3   # bytes of address space
-CPU_SECONDS = 60             # per command
-TIMEOUT = 20.0               # seconds per command (a hang guard, not a measurement)
+# NOTE: the bound on a command's work is CPU time, which a loaded machine does not stretch; the wall-clock
+# timeout only catches a command blocked without computing (waiting on a FIFO, a lock), far above any run.
+CPU_SECONDS = 30             # per command
+TIMEOUT = 300.0              # seconds per command (a hang guard, not a measurement)
 
 
 class ForkServer(forked_cli.ForkServer):
