@@ -212,6 +212,7 @@ def _tell(study, stage, trial, stages: TrialStages | None, error: str | None, ra
         return
     measured = ran.read(cache, stages.measure).metrics()
     models, baseline = measured.get("models", {}), stage.baseline
+    models = _named_for_this_search(models, stages.output)
     metrics = models.get(stages.output)
     if metrics is None:
         trial.set_user_attr("error", f"{stages.measure} did not measure {stages.output}")
@@ -259,6 +260,19 @@ def _versions(ran: _TrialsRun, names) -> dict[str, str | None]:
     for stage_name in names:
         versions.update(ran.versions.get(stage_name, {}))
     return dict(sorted(versions.items()))
+
+
+def _named_for_this_search(models: dict, output: str) -> dict:
+    """``models`` with the trial's output under this search's name.
+
+    # NOTE: a measurement another search made of the same trial (same params, same keys) is a cache hit,
+    # but it names the output as that search did (``other.int8[sparsity=0.9]``).
+    """
+    if output in models or "." not in output:
+        return models
+    trial_part = output.split(".", 1)[1]
+    same = [name for name in models if "." in name and name.split(".", 1)[1] == trial_part]
+    return {**models, output: models[same[0]]} if len(same) == 1 else models
 
 
 def _constraint_values(stage, metrics: dict, base: dict | None) -> list[float]:
