@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from compressflow.errors import StageFailed
+from compressflow.errors import StageFailed, UsageError
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Limit:
         if not raw:
             return self.default
         if not raw.isdigit() or int(raw) <= 0:
-            raise StageFailed(f"{self.variable}={os.environ[self.variable]!r} is not a positive whole number "
+            raise UsageError(f"{self.variable}={os.environ[self.variable]!r} is not a positive whole number "
                               f"(it is the most {self.what}); unset it or give a number such as {self.default}")
         return int(raw)
 

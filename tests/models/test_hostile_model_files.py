@@ -113,7 +113,7 @@ def test_raising_a_limit_with_its_variable_lets_a_deep_but_legitimate_config_thr
     assert raised.code == 0, raised.text
 
     wrong = cli("validate", pipeline, env={"COMPRESSFLOW_MODEL_MAX_CONFIG_DEPTH": "lots"})
-    assert wrong.code != 0 and "COMPRESSFLOW_MODEL_MAX_CONFIG_DEPTH='lots' is not a positive whole number" in wrong.text
+    assert wrong.code == 2 and "COMPRESSFLOW_MODEL_MAX_CONFIG_DEPTH='lots' is not a positive whole number" in wrong.text
     assert "Traceback" not in wrong.text
 
 
