@@ -209,3 +209,42 @@ def test_a_fully_cached_run_imports_no_tensorflow_for_the_check(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 to run, 3 cached" in proc.stdout
+
+
+KERAS3_BUILDER = '''
+import keras
+from keras import layers
+
+
+def tiny(classes=10):
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, layers.Dense(classes, activation="softmax", name="probs")(x), name="tiny")
+'''
+
+KERAS3 = """
+version: 1
+name: keras3-check
+datasets:
+  digits: {type: sklearn_digits, limit: 300}
+stages:
+  base: {type: load, builder: "k3models:tiny", args: {classes: 5}}
+  pruned:
+    type: prune
+    model: base
+    data: digits
+    schedule: {type: constant, target_sparsity: 0.5}
+    epochs: 1
+"""
+
+
+def test_a_keras3_builder_is_checked_through_its_tf_keras_translation(tmp_path):
+    write(tmp_path / "k3models.py", KERAS3_BUILDER)
+    result = cli("check", write(tmp_path / "keras3.yaml", KERAS3), "--json")
+    assert result.code == 1, result.text
+    stages = json.loads(result.out)["stages"]
+    assert stages["base"]["status"] == "ok"
+    findings = {f["level"]: f for f in stages["pruned"]["findings"]}
+    assert findings["ok"]["items"] == ["conv", "probs"]
+    assert "10 classes" in findings["error"]["message"] and "5 output units" in findings["error"]["message"]
