@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from compressflow.errors import StageFailed
 from compressflow.stages.base import Dataset, Environment, tree_sha256
 from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.registry import register_dataset
@@ -166,9 +167,12 @@ class TfdsDataset(_Preprocessing):
 
 @register_dataset
 class PythonDataset(_Preprocessing):
-    """Arrays `(x, y)` returned by a `module:function` of yours."""
+    """What a `module:function` of yours returns: arrays `(x, y)` (split by `validation_fraction`), a
+    `tf.data.Dataset` of `(x, y)` pairs or batches, or a dict `{train: ..., validation: ...}` of either
+    (tf.data is streamed: see docs/data.md)."""
 
     type: Literal["python"] = "python"
+    code_dependencies: ClassVar[tuple[str, ...]] = ("compressflow.data.function_result", "compressflow.data.streams")
     module_fields: ClassVar[dict[str, str]] = {"function": "dataset function"}
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`module:function`.")
     args: dict[str, Any] = Field(default_factory=dict)
@@ -178,12 +182,32 @@ class PythonDataset(_Preprocessing):
         return {"function": self.function, "source": module_source_fingerprint(module, env.pipeline_dir)}
 
     def load_arrays(self, env: Environment):
+        from compressflow.data.function_result import is_array_pair
+
+        result = self._call()
+        if not is_array_pair(result):
+            raise StageFailed(f"dataset function {self.function} returned a {type(result).__name__}, not arrays "
+                              "(x, y); this reader needs arrays")
+        return self._arrays(result)
+
+    def load_source(self, env: Environment, name: str):
+        """Arrays ``(x, y)`` to split, or ready splits (a dict of splits, or a tf.data stream)."""
+        from compressflow.data.function_result import is_array_pair, result_splits
+
+        result = self._call()
+        return self._arrays(result) if is_array_pair(result) else result_splits(result, self, env, name)
+
+    def _call(self):
         import importlib
 
+        module_name, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module_name), attr)(**self.args)
+
+    @staticmethod
+    def _arrays(result):
         import numpy as np
 
-        module_name, _, attr = self.function.partition(":")
-        x, y = getattr(importlib.import_module(module_name), attr)(**self.args)
+        x, y = result
         return np.asarray(x, dtype="float32"), np.asarray(y)
 
 
@@ -203,9 +227,22 @@ class Splits:
         labels = [y for y in (self.y_train, self.y_val) if len(y)]
         return int(max(np.max(y) for y in labels) + 1) if labels else 0
 
+    @property
+    def task_labels(self):
+        """The labels the task is inferred from: every training label."""
+        return self.y_train
+
+    @property
+    def sample_shape(self) -> tuple:
+        """The shape of one input."""
+        return tuple(self.x_train.shape[1:])
+
 
 def load_splits(dataset: Dataset, env: Environment, name: str | None = None) -> Splits:
     """Load ``dataset`` and split it deterministically from the pipeline seed.
+
+    A dataset read as a stream (a ``python`` function returning tf.data, ``tfrecord`` files) gives
+    :class:`compressflow.data.streams.StreamSplits` instead, with the same streaming methods.
 
     Inputs or labels holding NaN or infinite values raise :class:`compressflow.data.checks.DataError`
     naming the dataset (``name``, by default its name under ``datasets:`` in ``env``), the split,
@@ -215,7 +252,13 @@ def load_splits(dataset: Dataset, env: Environment, name: str | None = None) -> 
 
     from compressflow.data.checks import check_finite
 
-    x, y = dataset.load_arrays(env)
+    if hasattr(dataset, "load_source"):  # NOTE: a python function or TFRecord files may give ready splits
+        loaded = dataset.load_source(env, name or dataset_name(dataset, env))
+        if not isinstance(loaded, tuple):
+            return loaded
+        x, y = loaded
+    else:
+        x, y = dataset.load_arrays(env)
     if len(x) != len(y):
         raise ValueError(f"dataset has {len(x)} inputs but {len(y)} labels")
     order = np.arange(len(x))
@@ -242,3 +285,6 @@ def dataset_name(dataset: Dataset, env: Environment) -> str:
         if known is dataset:
             return name
     return next((name for name, known in env.datasets.items() if known == dataset), f"({dataset.type})")
+
+
+from compressflow.data import tfrecord  # noqa: E402,F401 - registers the `tfrecord` type

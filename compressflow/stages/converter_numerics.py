@@ -114,7 +114,10 @@ def quantized_ops(ops, quantized_model: bytes) -> set[int]:
 
 def validation_samples(splits, data: str, count: int) -> tuple[np.ndarray, str] | None:
     """The first ``count`` validation samples and their description; None when the split is empty."""
-    samples = np.asarray(splits.x_val[:count], np.float32)
+    if getattr(splits, "streaming", False):
+        samples = splits.validation_samples(count)
+    else:
+        samples = np.asarray(splits.x_val[:count], np.float32)
     if not len(samples):
         return None
     return samples, f"the first {len(samples)} samples of the validation split of {data!r}"

@@ -199,7 +199,10 @@ require: {max_accuracy_drop: 0.01}
         from compressflow.stages.tasks import PRIMARY_METRIC
 
         splits = load_splits(ctx.dataset(self.data), ctx.env)
-        x, y = (splits.x_val, splits.y_val) if self.split == "validation" else (splits.x_train, splits.y_train)
+        if getattr(splits, "streaming", False):
+            x, y = splits.evaluation_data(self.split)  # NOTE: inputs stay a stream; labels are collected
+        else:
+            x, y = (splits.x_val, splits.y_val) if self.split == "validation" else (splits.x_train, splits.y_train)
         if len(x) == 0:
             raise StageFailed(f"dataset {self.data!r} has no {self.split} samples to evaluate on")
         decided: list = []
@@ -209,7 +212,7 @@ require: {max_accuracy_drop: 0.01}
             try:
                 models[artifact.stage] = measure_model(
                     artifact, x, y, top_k=self.top_k, latency=self.latency, metrics=self.metrics,
-                    task=lambda scores: self._task(ctx, splits.y_train, scores, decided))
+                    task=lambda scores: self._task(ctx, splits.task_labels, scores, decided))
             except ValueError as exc:
                 raise StageFailed(f"cannot evaluate {artifact.stage!r}: {exc}") from exc
         task = decided[0]

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from compressflow.data.streams import first_samples, predict_all
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, Artifact
 from compressflow.stages.measure import file_sizes, predicted_classes, time_calls, weight_statistics
 from compressflow.stages.prediction_metrics import task_metrics, user_metrics
@@ -79,10 +80,10 @@ def _keras(artifact: Artifact, x: np.ndarray, latency):
 
     tf = import_tensorflow()
     model = load_keras_artifact(artifact)
-    scores = model.predict(x, batch_size=256, verbose=0)
+    scores = predict_all(lambda batch: model.predict(batch, batch_size=256, verbose=0), x)
     timing = {}
     if latency is not None:
-        sample = tf.constant(x[:1])
+        sample = tf.constant(first_samples(x))
         call = tf.function(lambda batch: model(batch, training=False))
         call(sample)  # NOTE: tracing is compilation, not inference: never timed
         timing = time_calls(lambda: call(sample).numpy(), warmup=latency.warmup, runs=latency.runs)
@@ -94,11 +95,11 @@ def _tflite(artifact: Artifact, x: np.ndarray, latency):
     from compressflow.stages.tflite_weights import read_parameters
 
     path = artifact.file()
-    scores = LiteRTModel(path).predict(x)
+    scores = predict_all(LiteRTModel(path).predict, x)
     timing = {}
     if latency is not None:
         runner = LiteRTModel(path, threads=latency.threads)
-        timing = time_calls(runner.single_sample_call(x[0]), warmup=latency.warmup, runs=latency.runs)
+        timing = time_calls(runner.single_sample_call(first_samples(x)[0]), warmup=latency.warmup, runs=latency.runs)
         timing["latency_threads"] = latency.threads
     return scores, read_parameters(path), timing
 

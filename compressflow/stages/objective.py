@@ -59,7 +59,7 @@ def training_objective(stage: Any, model: Any, splits: Any, ctx: Any, *, from_lo
     from compressflow.stages.tfutil import outputs_logits
 
     units = output_units(model)
-    choice = dataset_task(ctx.dataset(stage.data), splits.y_train, units)
+    choice = dataset_task(ctx.dataset(stage.data), splits.task_labels, units)
     if not choice.declared:
         ctx.log(describe(choice, stage.data))
     metrics = getattr(stage, "metrics", None)
@@ -67,7 +67,7 @@ def training_objective(stage: Any, model: Any, splits: Any, ctx: Any, *, from_lo
     if wrong:
         raise StageFailed(f"stage {ctx.name!r}: " + losses.not_applying_text(wrong, f"dataset {stage.data!r}, a "
                           f"{choice.task}") + " (or set `task:` on the dataset if it is not a regression)")
-    labels = np.asarray(splits.y_train)
+    labels = np.asarray(splits.task_labels)
     return Objective(task=choice.task, loss=getattr(stage, "loss", None),
                      metrics=None if metrics is None else tuple(metrics),
                      from_logits=outputs_logits(model) if from_logits is None else from_logits,

@@ -118,7 +118,8 @@ exclude: [probs]
         splits = load_splits(ctx.dataset(self.data), ctx.env)
         tfutil.check_data_fits(model, splits, self.data)
         objective = training_objective(self, model, splits, ctx)
-        steps_per_epoch = -(-len(splits.x_train) // self.batch_size)
+        train_samples = splits.count("train") if getattr(splits, "streaming", False) else len(splits.x_train)
+        steps_per_epoch = -(-train_samples // self.batch_size)
         schedule, plan = build_schedule(self, steps_per_epoch * self.epochs, steps_per_epoch, ctx.log)
         wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log, tfutil.details_printer(ctx.name))
         callbacks = [tfutil.tfmot().sparsity.keras.UpdatePruningStep()]

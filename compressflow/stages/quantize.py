@@ -288,8 +288,9 @@ representative_samples: 200
 
         samples = None
         if self.method in tflite_convert.CALIBRATED_METHODS:
-            x_train = self._splits(ctx).x_train
-            samples = tflite_convert.representative_samples(x_train, self.representative_samples)
+            splits = self._splits(ctx)
+            samples = (splits.calibration_samples(self.representative_samples) if getattr(splits, "streaming", False)
+                       else tflite_convert.representative_samples(splits.x_train, self.representative_samples))
             if len(samples) < self.representative_samples:
                 ctx.log(f"the training split has {len(samples)} samples; calibrating on all of them")
         flatbuffer = convert(self.method, samples=samples, int8_io=self.int8_io)

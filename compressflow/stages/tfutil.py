@@ -449,7 +449,8 @@ def check_data_fits(model, splits, data_name: str) -> None:
     """Fail clearly when the dataset's samples do not have the model's input shape."""
     if isinstance(model.input_shape, list):
         return  # several inputs: left to Keras
-    expected, got = tuple(model.input_shape[1:]), tuple(splits.x_train.shape[1:])
+    got = splits.sample_shape if getattr(splits, "streaming", False) else tuple(splits.x_train.shape[1:])
+    expected = tuple(model.input_shape[1:])
     if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got)):
         raise StageFailed(f"dataset {data_name!r} gives samples of shape {got} but the model expects {expected}")
 
@@ -462,7 +463,8 @@ def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable
     logs when ``ctx.tensorboard_dir`` is set. Returns
     ``{"epochs_run": n, "history": {...}}``.
     """
-    has_val = len(splits.x_val) > 0
+    streaming = getattr(splits, "streaming", False)  # NOTE: tf.data splits (compressflow.data.streams)
+    has_val = splits.has_validation if streaming else len(splits.x_val) > 0
     all_callbacks = [epoch_logger(ctx, epochs, learning_rate=learning_rate), *callbacks]
     k = keras()
     if not any(isinstance(c, k.callbacks.TensorBoard) for c in all_callbacks):  # prune brings its own
@@ -474,9 +476,12 @@ def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable
         all_callbacks.append(stopper)
     if epochs == 0:
         return {"epochs_run": 0, "history": {}}
-    history = model.fit(splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
-                        validation_data=(splits.x_val, splits.y_val) if has_val else None,
-                        callbacks=all_callbacks, verbose=0)
+    if streaming:
+        history = splits.fit(model, batch_size=batch_size, epochs=epochs, callbacks=all_callbacks)
+    else:
+        history = model.fit(splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
+                            validation_data=(splits.x_val, splits.y_val) if has_val else None,
+                            callbacks=all_callbacks, verbose=0)
     hist = {key: [float(v) for v in values] for key, values in history.history.items()}
     check_finite_weights(model, ctx.name, last_loss=(hist.get("loss") or [None])[-1], learning_rate=learning_rate)
     return {"epochs_run": len(next(iter(hist.values()), [])), "history": hist}
@@ -489,6 +494,8 @@ def evaluate(model, splits, *, objective=None, loss=None, from_logits: bool | No
     The metrics are those of ``objective`` (default: accuracy of a classification, see :func:`compile_model`).
     """
     objective = objective or _plain_objective(model, loss, None, from_logits)
+    if getattr(splits, "streaming", False):
+        return splits.evaluate(model, objective, batch_size)
     loss_fn = objective.loss_object()
     results = {}
     for prefix, x, y in (("", splits.x_train, splits.y_train), ("val_", splits.x_val, splits.y_val)):

@@ -1,0 +1,76 @@
+"""What a ``python`` dataset's function returned, made into splits.
+
+It may return arrays ``(x, y)`` (split by ``validation_fraction``, as always), a ``tf.data.Dataset``
+of ``(x, y)`` pairs or batches, or a dict of splits ``{"train": ..., "validation": ...}``, each
+arrays or a tf.data pipeline. A dict of arrays gives in-memory :class:`Splits`; anything with a
+tf.data pipeline in it gives :class:`StreamSplits`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compressflow.errors import StageFailed
+
+SPLIT_NAMES = ("train", "validation")
+
+
+def is_array_pair(value: Any) -> bool:
+    """Whether ``value`` is ``(x, y)`` arrays (not a tf.data pipeline, not a dict)."""
+    from compressflow.data.streams import _is_tf_dataset
+
+    return isinstance(value, (tuple, list)) and len(value) == 2 and not any(_is_tf_dataset(v) for v in value)
+
+
+def result_splits(result: Any, dataset: Any, env: Any, name: str):
+    """:class:`Splits` or :class:`StreamSplits` from a function's tf.data pipeline or dict of splits."""
+    from compressflow.data.streams import StreamSplits, _is_tf_dataset, as_stream
+
+    where = f"dataset {name!r} (function {dataset.function})"
+    if _is_tf_dataset(result):
+        result = {"train": result}
+    if not isinstance(result, dict):
+        raise StageFailed(f"{where} returned a {type(result).__name__}; return arrays (x, y), a tf.data.Dataset "
+                          "of (x, y), or a dict {'train': ..., 'validation': ...}")
+    unknown = sorted(set(result) - set(SPLIT_NAMES))
+    if unknown or "train" not in result:
+        raise StageFailed(f"{where} returned a dict with keys {sorted(result)}; it must have 'train' and may have "
+                          "'validation' (nothing else)")
+    if "validation" not in result and dataset.validation_fraction > 0:
+        raise StageFailed(f"{where} returned no 'validation' split, and a stream cannot be split by "
+                          f"validation_fraction ({dataset.validation_fraction}) without reading it whole; return "
+                          "{'train': ..., 'validation': ...}, or set `validation_fraction: 0` on the dataset to "
+                          "train without validation")
+    if all(is_array_pair(value) for value in result.values()):
+        return _array_splits(result, dataset, env, name, where)
+    return StreamSplits(name, as_stream(result["train"], f"{where} 'train'"),
+                        None if "validation" not in result else as_stream(result["validation"],
+                                                                          f"{where} 'validation'"),
+                        scale=dataset.scale, limit=dataset.limit, shuffle=dataset.shuffle, seed=env.seed)
+
+
+def _array_splits(result: dict, dataset: Any, env: Any, name: str, where: str):
+    import numpy as np
+
+    from compressflow.data.checks import check_finite
+    from compressflow.data.datasets import Splits
+
+    parts, checked = {}, {}
+    for split in SPLIT_NAMES:
+        x, y = result.get(split, (np.zeros((0,), np.float32), np.zeros((0,), np.int64)))
+        x, y = np.asarray(x, dtype="float32"), np.asarray(y)
+        if len(x) != len(y):
+            raise StageFailed(f"{where} '{split}' has {len(x)} inputs but {len(y)} labels")
+        order = np.arange(len(x))
+        if split == "train":
+            if dataset.shuffle:
+                order = np.random.default_rng(env.seed).permutation(len(x))
+            if dataset.limit:
+                order = order[:dataset.limit]
+        x, y = x[order], y[order]
+        if dataset.scale is not None and len(x):
+            x = (x * dataset.scale).astype("float32")
+        parts[split] = (x, y)
+        checked[split] = (x, y, order)
+    check_finite(name, checked)
+    return Splits(*parts["train"], *parts["validation"])
