@@ -211,7 +211,8 @@ class Checker:
         shape = self.data_shape(stage.data) if stage.data else None
         if stage.data and not self._check_fit(check, info.model, stage.data):
             return
-        check_conversion(check, stage.method, info.model, shape.sample if shape else None, self._conversions)
+        check_conversion(check, stage.method, info.model, shape.sample if shape else None, self._conversions,
+                         int8_io=stage.int8_io)
 
     def _check_evaluate(self, check: StageCheck, stage) -> None:
         for ref in stage.models:

@@ -22,12 +22,12 @@ def random_samples(model, count: int = CALIBRATION_SAMPLES, sample_shape=None):
     return np.random.default_rng(0).random((count, *shape), dtype=np.float32)
 
 
-def convert(model, method: str, samples) -> tuple[bytes | None, str | None]:
+def convert(model, method: str, samples, int8_io: bool = False) -> tuple[bytes | None, str | None]:
     """(flatbuffer, None) of the conversion, or (None, why it failed)."""
     from compressflow.stages.tflite_convert import convert_keras_model
 
     try:
-        return convert_keras_model(model, method, samples=samples), None
+        return convert_keras_model(model, method, samples=samples, int8_io=int8_io), None
     except Exception as exc:  # noqa: BLE001 - the converter raises many kinds; its own words say why
         return None, converter_failure(exc)
 
@@ -68,14 +68,15 @@ def float_ops(flatbuffer: bytes) -> list[tuple[str, str]]:
     return found
 
 
-def check_conversion(check: StageCheck, method: str, model, sample_shape, cache: dict) -> None:
+def check_conversion(check: StageCheck, method: str, model, sample_shape, cache: dict, *,
+                     int8_io: bool = False) -> None:
     """Add what the ``method`` conversion of ``model`` keeps float, or why it fails.
 
-    ``cache`` holds the result per (model, method): one conversion per distinct upstream model.
+    ``cache`` holds the result per (model, method, int8_io): one conversion per distinct upstream model.
     """
-    key = (id(model), method)
+    key = (id(model), method, int8_io)
     if key not in cache:
-        flatbuffer, failure = convert(model, method, random_samples(model, sample_shape=sample_shape))
+        flatbuffer, failure = convert(model, method, random_samples(model, sample_shape=sample_shape), int8_io)
         cache[key] = (failure, float_ops(flatbuffer) if flatbuffer is not None else [])
     failure, floats = cache[key]
     if failure is not None:
