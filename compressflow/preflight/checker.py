@@ -54,6 +54,7 @@ class Checker:
         self._load_failures: dict[str, str] = {}
         self._shapes: dict[str, DataShape | None] = {}
         self._conversions: dict = {}
+        self._qat_models: dict[str, Any] = {}  # QAT stage -> the quantization-aware model (thorough only)
 
     # -- models ---------------------------------------------------------------------
 
@@ -203,15 +204,17 @@ class Checker:
                                  "post-training method (dynamic or int8)")
                 return
             self._check_fit(check, info.model, stage.data)
-            check_qat(check, stage, info.model, apply=self.thorough)
+            self._qat_models[check.name] = check_qat(check, stage, info.model, apply=self.thorough)
             return
-        if info.qat:
-            check.add(NOTE, f"{stage.model!r} is quantization-aware: its conversion is not checked before it runs")
+        model = self._qat_models.get(stage.model) if info.qat else info.model
+        if model is None:
+            check.add(NOTE, f"{stage.model!r} is quantization-aware: its conversion is checked only when "
+                            f"{stage.model!r} is checked too (`compressflow check`)")
             return
         shape = self.data_shape(stage.data) if stage.data else None
-        if stage.data and not self._check_fit(check, info.model, stage.data):
+        if stage.data and not self._check_fit(check, model, stage.data):
             return
-        check_conversion(check, stage.method, info.model, shape.sample if shape else None, self._conversions,
+        check_conversion(check, stage.method, model, shape.sample if shape else None, self._conversions,
                          int8_io=stage.int8_io)
 
     def _check_evaluate(self, check: StageCheck, stage) -> None:
@@ -288,6 +291,7 @@ def _forget_models(checker: Checker) -> None:
     import sys
 
     checker._models.clear()
+    checker._qat_models.clear()
     if "tf_keras" in sys.modules:
         sys.modules["tf_keras"].backend.clear_session()
     keras3 = sys.modules.get("keras")

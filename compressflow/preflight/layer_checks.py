@@ -88,16 +88,19 @@ def check_cluster(check: StageCheck, stage, model) -> None:
                   "ClusterableLayer (get_clusterable_weights)")
 
 
-def check_qat(check: StageCheck, stage, model, *, apply: bool = True) -> None:
+def check_qat(check: StageCheck, stage, model, *, apply: bool = True):
     """The layers QAT annotates and keeps float (tfmot's 8-bit QuantizeRegistry), then, with ``apply``,
-    whether tfmot accepts the annotated model (``quantize_apply`` on the untrained architecture)."""
+    whether tfmot accepts the annotated model (``quantize_apply`` on the untrained architecture).
+
+    Returns the quantization-aware model when it was made (else None).
+    """
     from compressflow.stages import qat
 
     try:
         plan = qat.plan_layers(model, include=stage.include, exclude=stage.exclude, configs=stage.quantize_configs)
     except StageFailed as exc:
         check.add(ERROR, str(exc))
-        return
+        return None
     check.add(OK, f"will make {len(plan.quantized)} layer{'s' if len(plan.quantized) != 1 else ''} "
                   "quantization-aware", plan.quantized)
     unsupported = [name for name, why in plan.float_layers.items() if why == qat.UNSUPPORTED]
@@ -105,8 +108,9 @@ def check_qat(check: StageCheck, stage, model, *, apply: bool = True) -> None:
         check.add(WARNING, f"{len(unsupported)} layer{'s' if len(unsupported) != 1 else ''} "
                            f"({_classes(unsupported, plan.classes)}) stay float: {qat.UNSUPPORTED}", unsupported)
     if not apply:
-        return
+        return None
     try:
-        qat.make_quantization_aware(model, stage.scheme, plan)
+        return qat.make_quantization_aware(model, stage.scheme, plan)
     except StageFailed as exc:
         check.add(ERROR, str(exc))
+        return None
