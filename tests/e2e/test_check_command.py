@@ -248,3 +248,28 @@ def test_a_keras3_builder_is_checked_through_its_tf_keras_translation(tmp_path):
     findings = {f["level"]: f for f in stages["pruned"]["findings"]}
     assert findings["ok"]["items"] == ["conv", "probs"]
     assert "10 classes" in findings["error"]["message"] and "5 output units" in findings["error"]["message"]
+
+
+QAT = """
+version: 1
+name: qat-check
+imports: [shoplayers]
+datasets:
+  digits: {type: sklearn_digits, limit: 300}
+stages:
+  custom: {type: load, builder: "shoplayers:net"}
+  custom_qat: {type: quantize, model: custom, method: qat, data: digits, include: ["scaled"], epochs: 1}
+  cnn: {type: load, builder: compressflow.models:tiny_cnn}
+  cnn_qat: {type: quantize, model: cnn, method: qat, data: digits, epochs: 1}
+  cnn_int8: {type: quantize, model: cnn_qat, method: int8, data: digits}
+"""
+
+
+def test_check_reports_layers_qat_refuses_and_converts_the_quantization_aware_model(refused):
+    result = cli("check", write(refused.parent / "qat.yaml", QAT), "--json")
+    assert result.code == 1, result.text
+    stages = json.loads(result.out)["stages"]
+    [error] = [f["message"] for f in stages["custom_qat"]["findings"] if f["level"] == "error"]
+    assert "'include' selects 1 layer" in error and "scaled (ScaledDense)" in error
+    assert stages["cnn_qat"]["status"] == "ok"
+    assert any("every op quantizes" in f["message"] for f in stages["cnn_int8"]["findings"])
