@@ -273,3 +273,29 @@ def test_check_reports_layers_qat_refuses_and_converts_the_quantization_aware_mo
     assert "'include' selects 1 layer" in error and "scaled (ScaledDense)" in error
     assert stages["cnn_qat"]["status"] == "ok"
     assert any("every op quantizes" in f["message"] for f in stages["cnn_int8"]["findings"])
+
+
+CLUSTER = """
+version: 1
+name: cluster-check
+imports: [shoplayers]
+datasets:
+  digits: {type: sklearn_digits, limit: 300}
+stages:
+  custom: {type: load, builder: "shoplayers:net"}
+  custom_clustered: {type: cluster, model: custom, data: digits, epochs: 1}
+  cnn: {type: load, builder: compressflow.models:tiny_cnn, args: {filters: 1}}
+  cnn_clustered: {type: cluster, model: cnn, data: digits, number_of_clusters: 16, epochs: 1}
+"""
+
+
+def test_check_asks_tfmot_clustering_which_layers_it_takes(refused):
+    result = cli("check", write(refused.parent / "cluster.yaml", CLUSTER), "--json")
+    assert result.code == 1, result.text
+    stages = json.loads(result.out)["stages"]
+    [error] = [f["message"] for f in stages["custom_clustered"]["findings"] if f["level"] == "error"]
+    assert "no layer to cluster" in error and "not supported by tfmot clustering" in error
+    findings = {f["level"]: f for f in stages["cnn_clustered"]["findings"]}
+    assert findings["ok"]["items"] == ["probs"]
+    assert findings["warning"]["items"] == ["conv1"]  # 9 weights are not more than 16 clusters
+    assert stages["cnn_clustered"]["status"] == "warning"
