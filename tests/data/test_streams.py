@@ -145,3 +145,28 @@ def test_a_dict_of_arrays_gives_array_splits_and_plain_arrays_are_split_as_befor
     assert arrays.x_train.shape == (80, 8, 8, 1) and arrays.x_val.shape == (20, 8, 8, 1)
     order = np.random.default_rng(0).permutation(100)  # the seeded split arrays have always had
     np.testing.assert_array_equal(arrays.y_val, y[order][80:])
+
+
+def test_cluster_distill_and_qat_train_on_a_stream(tmp_path, module):
+    from compressflow.stages.base import Artifact
+    from compressflow.stages.cluster import ClusterStage
+    from compressflow.stages.distill import DistillStage
+    from compressflow.stages.load import LoadStage
+    from compressflow.stages.quantize import QuantizeStage
+
+    dataset = PythonDataset(function=f"{module}:splits", scale=1 / 16)
+    env = _env(tmp_path, dataset)
+    teacher = stream_chain.run(LoadStage(builder="compressflow.models:small_cnn",
+                                         args={"filters": [8, 16], "dense": 32}), env, name="teacher")
+    student = stream_chain.run(LoadStage(builder="compressflow.models:tiny_cnn", args={"filters": 4}), env,
+                               name="student")
+    clustered = stream_chain.run(ClusterStage(model="teacher", data="digits", number_of_clusters=8, epochs=1),
+                                 env, {"model": teacher}, name="clustered")
+    metrics = clustered.metrics()
+    assert {"val_loss", "val_accuracy"} <= set(metrics) and max(metrics["unique_weights"].values()) <= 8
+    distilled = stream_chain.run(DistillStage(teacher="teacher", student="student", data="digits", epochs=1),
+                                 env, {"teacher": teacher, "student": student}, name="distilled")
+    assert distilled.metrics()["epochs_run"] == 1 and "val_accuracy" in distilled.metrics()
+    qat = stream_chain.run(QuantizeStage(model="teacher", method="qat", data="digits", epochs=1),
+                           env, {"model": teacher}, name="qat")
+    assert isinstance(qat, Artifact) and qat.meta["epochs_run"] == 1
