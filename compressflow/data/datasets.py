@@ -172,7 +172,6 @@ class PythonDataset(_Preprocessing):
     (tf.data is streamed: see docs/data.md)."""
 
     type: Literal["python"] = "python"
-    code_dependencies: ClassVar[tuple[str, ...]] = ("compressflow.data.function_result", "compressflow.data.streams")
     module_fields: ClassVar[dict[str, str]] = {"function": "dataset function"}
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`module:function`.")
     args: dict[str, Any] = Field(default_factory=dict)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from compressflow.data.datasets import _Preprocessing
-from compressflow.fingerprints import tree_sha256
-from compressflow.stages.base import Environment, FieldProblem
+from compressflow.stages.base import Environment, FieldProblem, tree_sha256
 from compressflow.stages.registry import register_dataset
 
 SPLIT_FIELDS = ("files", "train", "validation")
@@ -46,7 +45,6 @@ class TfrecordDataset(_Preprocessing):
     """`tf.train.Example` records in TFRecord files (paths or globs), streamed with tf.data."""
 
     type: Literal["tfrecord"] = "tfrecord"
-    code_dependencies: ClassVar[tuple[str, ...]] = ("compressflow.data.streams",)
     files: tuple[str, ...] | None = Field(
         None, description="Files or globs (relative to the pipeline file) of every sample; needs "
                           "`validation_fraction: 0` (a stream is not split), or use `train` and `validation`.")

@@ -12,6 +12,7 @@ TF_CODE = (
     "compressflow.stages.tfutil", "compressflow.stages.prune", "compressflow.stages.options",
     "compressflow.stages.batchnorm", "compressflow.stages.saved_model",
     "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
+    "compressflow.data.streams", "compressflow.data.function_result", "compressflow.data.tfrecord",
     "compressflow.models.file_limits", "compressflow.stages.model_trust", "compressflow.user_modules",
     # losses, metrics and the task behind them
     "compressflow.stages.losses", "compressflow.stages.keras_names", "compressflow.stages.tasks",
