@@ -135,6 +135,8 @@ class TfrecordDataset(_Preprocessing):
         from compressflow.data.streams import StreamSplits
 
         streams = {split: self._records(env, split) for split in self.split_globs()}
+        for split, records in streams.items():
+            _check_first_record(name, split, records)
         return StreamSplits(name, streams["train"], streams.get("validation"), scale=self.scale,
                             limit=self.limit, shuffle=self.shuffle, seed=env.seed)
 
@@ -161,3 +163,19 @@ class TfrecordDataset(_Preprocessing):
             return tf.cast(x, tf.float32), item[self.label]
 
         return tf.data.TFRecordDataset(files).map(parse)
+
+
+def _check_first_record(name: str, split: str, records) -> None:
+    """Fail clearly when a split has no records, or its first record does not fit ``features:``."""
+    from compressflow.errors import StageFailed
+    from compressflow.stages.tfutil import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        first = next(iter(records.take(1)), None)
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as exc:
+        reason = str(getattr(exc, "message", exc)).strip().splitlines()[0]
+        raise StageFailed(f"dataset {name!r}: the first {split} record does not fit `features:` ({reason}); "
+                          "check each feature's name, type and shape against what the files hold") from None
+    if first is None:
+        raise StageFailed(f"dataset {name!r}: the {split} files hold no records")

@@ -123,3 +123,20 @@ def test_globs_that_match_nothing_exit_2_at_validate_time(tmp_path):
     assert result.code == 2, result.text
     assert "no file matches 'records/train-*.tfrecord'" in result.err and "Traceback" not in result.text
     assert f"{path}:6:" in result.err, result.err
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("features, expected", [
+    ({"image": {"type": "image", "shape": [16, 16, 1]}, "label": {"type": "int"}}, "is not compatible"),
+    ({"image": {"type": "image", "shape": [8, 8, 1]}, "digit": {"type": "int"}}, "digit"),
+], ids=["image_shape", "missing_feature"])
+def test_records_that_do_not_fit_the_spec_fail_saying_what_to_check(tmp_path, features, expected):
+    from compressflow.errors import StageFailed
+
+    _write_records(tmp_path / "records", count=490)
+    label = next(name for name, feature in features.items() if feature["type"] == "int")
+    dataset = _dataset(features=features, label=label)
+    env = Environment(pipeline_dir=tmp_path, seed=0, datasets={"digits": dataset})
+    with pytest.raises(StageFailed, match=r"dataset 'digits': the first train record does not fit `features:` "
+                                          rf"\(.*{expected}.*\); check each feature's name, type and shape"):
+        load_splits(dataset, env)
