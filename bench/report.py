@@ -74,7 +74,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
     minutes = results["seconds"] / 60
     again = ", ".join(separate_runs(results))
     if not missing:
-        rows.append(("the whole suite, one run" + (f" (its last whole run; {again} measured again since)" if again
+        rows.append(("the whole suite, one run" + (f" (its last whole run; {again} measured separately)" if again
                                                    else ""), f"{minutes:.1f} min", "< 20 min",
                      "met" if minutes < 20 else f"missed by {(minutes / 20 - 1) * 100:.0f}% (machine loaded, "
                                                 "see Machine)"))
@@ -203,8 +203,12 @@ def measured_note(results: dict, name: str | None) -> list[str]:
     run = separate_runs(results).get(name) if name else None
     if run is None:
         return []
+    load = run["load_average"][0]
+    busy = (f" The load average was {load:.1f} on 2 cores when it started: other processes held most of the CPU, "
+            "so its times and latencies are inflated and noisy (compare within a table, as ratios)."
+            if load > 2 else "")
     return [f"*Measured separately from the rest of this report: started {run['started']} at commit "
-            f"{run['commit']}, by `{run['command']}`.*", ""]
+            f"{run['commit']}, by `{run['command']}`.{busy}*", ""]
 
 
 def _busy(results: dict) -> float | None:
@@ -489,13 +493,14 @@ HEADLINE_NOTE = [
     "split, the choice being the smallest within 1 point, as a `select` or `search` stage would make it): "
     "LiteRT's 4-bit weights alone lose too much on the unpruned model (int4_weights); pruning everything "
     "to 90% costs more than a point even at int8 (pruned_int8), while leaving the first convolution and the "
-    "classifier dense (`exclude: [conv1, probs]`, 5% of the weights) keeps the accuracy (pruned_int4, "
+    "classifier dense (`exclude: [conv1, probs]`, about 2% of the weights) keeps the accuracy (pruned_int4, "
     "pruned_mixed); from there, higher sparsity (95%; 97% with 24 epochs and the schedule ending at epoch 8) "
     "and clustering the remaining weights to 8 values per layer before int4 shrink the file further. Before "
     "this pipeline, a scratch run of the same stages under other stage names (so other seeds) gave 19.2x "
     "(-0.28 pt) for 90% + int4, 25.4x (-0.56 pt) for 95%, 30.3x (-0.84 pt) for 97%, 20.3x (+0.00 pt) for "
     "90% + 8 clusters + int4 and 26.8x (-1.11 pt) for 95% + 8 clusters: the margins at the highest "
-    "sparsities are one or two of the 359 validation samples.",
+    "sparsities are one or two of the 359 validation samples. The LiteRT 4-bit models are slower than the "
+    "float one (latency column): their weights are unpacked on every call, so what they gain is size.",
     "",
 ]
 

@@ -68,7 +68,7 @@ def section(search: dict) -> list[str]:
         + (f" ({grid['baseline_gzip_bytes'] / grid['best_gzip_bytes']:.1f}x smaller than the float baseline)"
            if grid.get("baseline_gzip_bytes") else "")
         + f"; the grid search took {grid['search_seconds'] / 60:.1f} min "
-        f"({grid['seconds_per_trial']:.0f} s per trial computed).",
+        f"({grid['seconds_per_trial']:.0f} s of wall time per trial with `--jobs {search.get('grid_jobs', 1)}`).",
         "",
     ]
     if not tpe:
@@ -92,12 +92,15 @@ def section(search: dict) -> list[str]:
         (f"**Median over the three seeds: {median:g} trials** to first reach the grid's best feasible size, "
          f"against {grid['trials']} for the grid. " if median is not None else
          "**At least one TPE search did not reach the grid's best within its trials.** ")
-        + "Trials are counted in the order asked, repeats included (TPE may ask a setting it already tried; "
-        "on a space this small its first 10 trials are Optuna's random start-up trials). "
-        f"Every TPE trial was a cache hit: the three searches took {spent / 60:.1f} min in all where computing "
-        f"their trials would have taken about {saved / 60:.1f} min (cache hits × the grid's time per computed "
-        "trial). That is the point of one content-addressed cache: a search never pays twice for a setting, "
-        "whichever search, sampler or pipeline asks for it.",
+        + "Trials are counted in the order asked, repeats included (TPE asks settings it already tried: see "
+        "the distinct settings). Read this figure with care: Optuna's TPE starts with 10 random trials, so on "
+        f"{grid['trials']} settings it mostly measures the luck of those draws (a random search without repeats "
+        f"needs {(grid['trials'] + 1) / 2:g} trials on average to hit one given setting); TPE's model only "
+        "pays off on a space much larger than its start-up trials. "
+        f"Every TPE trial was a cache hit: the three searches took {spent / 60:.1f} min in all, where running each "
+        f"alone on an empty cache would have computed its distinct settings, about {saved / 60:.1f} min in all "
+        "(distinct settings × the grid's wall time per trial). That is the point of one content-addressed cache: "
+        "a search never pays twice for a setting, whichever search, sampler or pipeline asks for it.",
         "",
         "Trials are counted until the grid's best *value*; a search's own best can tie it with other params.",
         "",

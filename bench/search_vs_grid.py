@@ -92,8 +92,10 @@ def summarize_tpe(name: str, trials: list[dict], run: dict, target: float, secon
             "best_gzip_bytes": best["values"][0] if best else None, "best_params": best["params"] if best else None,
             "stage_seed": derive_seed(0, name),
             "run_seconds": run["seconds"], "search_seconds": run["stages"][name]["seconds"],
-            # NOTE: a trial found in the cache would have cost about what a grid trial cost to compute.
-            "saved_seconds": cached * seconds_per_trial}
+            # NOTE: alone on an empty cache the search would compute each distinct setting once (its repeats are
+            # hits of its own), at about what a grid trial cost.
+            "saved_seconds": len({json.dumps(t["params"], sort_keys=True) for t in trials if t.get("cached")})
+            * seconds_per_trial}
 
 
 def measure(settings: Settings) -> dict:
