@@ -7,43 +7,10 @@ from pathlib import Path
 import pytest
 
 from helpers import cli, write
+from toy_search import PLUGINS, search_pipeline
+from toy_search import RECIPE as TOY_RECIPE
 
-PLUGINS = {"COMPRESSFLOW_PLUGINS": "toy_stages,toy_metrics"}
-
-RECIPE = """
-inputs: [model]
-params:
-  a: 1.0
-  b: 2
-output: scaled
-stages:
-  scaled:
-    type: toy_scale
-    model: model
-    factor: ${params.b}
-"""
-
-SEARCH = """
-version: 1
-name: toysearch
-stages:
-  base:
-    type: toy_number
-    value: 1
-  best:
-    type: search
-    recipe: recipes/toy.yaml
-    inputs: {model: base}
-    space:
-      a: {low: 0, high: 5}
-      b: {choices: [1, 2, 3]}
-    baseline: base
-    measure: toy_measure
-    objective: {metric: gzip_size}
-    constraints: {max_accuracy_drop: 0.1}
-    trials: 4
-    sampler: tpe
-"""
+SEARCH = search_pipeline(trials=4, drop=0.1, more="    sampler: tpe\n")
 
 
 @pytest.mark.parametrize("old, new, line, expected", [
@@ -59,7 +26,7 @@ stages:
     ("inputs: {model: base}", "inputs: {modle: base}", 10, "unknown recipe input 'modle' (did you mean 'model'?)"),
 ])
 def test_search_mistakes_exit_2_located(tmp_path, old, new, line, expected):
-    write(tmp_path / "recipes" / "toy.yaml", RECIPE)
+    write(tmp_path / "recipes" / "toy.yaml", TOY_RECIPE)
     assert old in SEARCH
     pipeline = write(tmp_path / "search.yaml", SEARCH.replace(old, new))
     for command in ("validate", "run"):
@@ -71,7 +38,7 @@ def test_search_mistakes_exit_2_located(tmp_path, old, new, line, expected):
 
 
 def test_the_example_is_valid(tmp_path):
-    write(tmp_path / "recipes" / "toy.yaml", RECIPE)
+    write(tmp_path / "recipes" / "toy.yaml", TOY_RECIPE)
     pipeline = write(tmp_path / "search.yaml", SEARCH)
     result = cli("validate", pipeline, cwd=tmp_path, env=PLUGINS)
     assert result.code == 0, result.text
@@ -85,23 +52,6 @@ def test_the_shipped_digits_search_is_valid_and_plans_its_trials(tmp_path):
     assert plan.code == 0, plan.text
     assert "0 trials in the journal, 8 to run" in plan.out, plan.text
 
-
-TWO_STAGE_RECIPE = """
-inputs: [model]
-params:
-  a: 1.0
-  b: 2
-output: scaled
-stages:
-  plus:
-    type: toy_sum
-    inputs: [model]
-    add: ${params.a}
-  scaled:
-    type: toy_scale
-    model: plus
-    factor: ${params.b}
-"""
 
 EARLY_STOP = SEARCH.replace("    sampler: tpe\n", """    sampler: tpe
     early_stop:
@@ -121,7 +71,7 @@ EARLY_STOP = SEARCH.replace("    sampler: tpe\n", """    sampler: tpe
     ("margin: 0.01", "margn: 0.01", 23, "did you mean 'margin'?"),
 ])
 def test_early_stop_mistakes_exit_2_located(tmp_path, old, new, line, expected):
-    write(tmp_path / "recipes" / "toy.yaml", TWO_STAGE_RECIPE)
+    write(tmp_path / "recipes" / "toy.yaml", TOY_RECIPE)
     assert old in EARLY_STOP
     pipeline = write(tmp_path / "search.yaml", EARLY_STOP.replace(old, new))
     for command in ("validate", "run"):
@@ -133,7 +83,7 @@ def test_early_stop_mistakes_exit_2_located(tmp_path, old, new, line, expected):
 
 
 def test_the_early_stop_example_is_valid(tmp_path):
-    write(tmp_path / "recipes" / "toy.yaml", TWO_STAGE_RECIPE)
+    write(tmp_path / "recipes" / "toy.yaml", TOY_RECIPE)
     pipeline = write(tmp_path / "search.yaml", EARLY_STOP)
     result = cli("validate", pipeline, cwd=tmp_path, env=PLUGINS)
     assert result.code == 0, result.text

@@ -1,8 +1,6 @@
 """The search stage on toy stages (no TensorFlow): trials cached by content, resumable, seeded.
 
-The toy recipe makes ``(model + a) * b``; toy_measure gives a number ``n`` the accuracy ``1 - n / 100``
-and the gzip size ``1000 / n``: a bigger number is smaller and less accurate, so the best feasible
-trial is the largest number within the allowed accuracy drop.
+The toy project is tests/toy_search.py's.
 """
 
 from __future__ import annotations
@@ -15,46 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli, runs, spawn_cli, write
+from helpers import cli, runs, spawn_cli
+from toy_search import PLUGINS, entry, search_pipeline, trials_of, write_project
 
-PLUGINS = {"COMPRESSFLOW_PLUGINS": "toy_stages,toy_metrics"}
-
-RECIPE = """
-inputs: [model]
-params:
-  a: 1.0
-  b: 2
-output: scaled
-stages:
-  plus:
-    type: toy_sum
-    inputs: [model]
-    add: ${params.a}
-  scaled:
-    type: toy_scale
-    model: plus
-    factor: ${params.b}
-"""
-
-PIPELINE = """
-version: 1
-name: toysearch
-stages:
-  base:
-    type: toy_number
-    value: 1
-  best:
-    type: search
-    recipe: recipes/toy.yaml
-    inputs: {model: base}
-    space:
-      a: {low: 0, high: 5}
-      b: {choices: [1, 2, 3]}
-    baseline: base
-    measure: toy_measure
-    objective: {metric: gzip_size, goal: min}
-    constraints: {max_accuracy_drop: DROP}
-    trials: TRIALS
+# A stage after the search: a reference to `best` is the best feasible trial's output.
+USE = """\
   use:
     type: toy_scale
     model: best
@@ -63,8 +26,7 @@ stages:
 
 
 def project(folder: Path, trials: int = 4, drop: float = 0.1) -> Path:
-    write(folder / "recipes" / "toy.yaml", RECIPE)
-    return write(folder / "search.yaml", PIPELINE.replace("TRIALS", str(trials)).replace("DROP", str(drop)))
+    return write_project(folder, search_pipeline(trials, drop, USE))
 
 
 def run(pipeline: Path, *args: str, env: dict | None = None):
@@ -74,16 +36,6 @@ def run(pipeline: Path, *args: str, env: dict | None = None):
 
 # NOTE: the killed run and its resumption are both fresh interpreters: a long-lived fork server hashes the
 # stages' code once, and a search's study is that of its key (code included).
-
-
-def entry(pipeline: Path, stage: str, *args: str) -> Path:
-    plan = cli("plan", pipeline, "--json", *args, cwd=pipeline.parent, env=PLUGINS)
-    key = json.loads(plan.out)[stage]["key"]
-    return pipeline.parent / ".compressflow" / "cache" / "entries" / key[:2] / key
-
-
-def trials_of(pipeline: Path, *args: str) -> list[dict]:
-    return json.loads((entry(pipeline, "best", *args) / "trials.json").read_text())
 
 
 def trial_runs(pipeline: Path) -> list[str]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from test_search import PIPELINE, PLUGINS, RECIPE, run
-from helpers import cli, write
+from test_search import run
+from toy_search import search_pipeline, trials_of, write_project
 
 SECOND = """
   again:
@@ -24,18 +22,14 @@ SECOND = """
 
 
 def test_a_second_search_measures_the_first_ones_trials_from_the_cache(tmp_path):
-    write(tmp_path / "recipes" / "toy.yaml", RECIPE)
-    text = (PIPELINE.replace("TRIALS", "9").replace("DROP", "0.1")
-            .replace("      a: {low: 0, high: 5}", "      a: {low: 0, high: 2, step: 1}")
-            .replace("    trials: 9", "    trials: 9\n    sampler: grid"))
-    pipeline = write(tmp_path / "search.yaml", text + SECOND)
+    text = (search_pipeline(trials=9, drop=0.1, more="    sampler: grid\n")
+            .replace("      a: {low: 0, high: 5}", "      a: {low: 0, high: 2, step: 1}"))
+    pipeline = write_project(tmp_path, text + SECOND)
     first = run(pipeline, "--until", "best")
     assert first.code == 0, first.text
     second = run(pipeline, "--until", "again")
     assert second.code == 0, second.text
-    plan = json.loads(cli("plan", pipeline, "--json", cwd=tmp_path, env=PLUGINS).out)
-    key = plan["again"]["key"]
-    rows = json.loads((tmp_path / ".compressflow" / "cache" / "entries" / key[:2] / key / "trials.json").read_text())
+    rows = trials_of(pipeline, stage="again")
     assert len(rows) == 4
     assert all(r["state"] == "COMPLETE" and r["cached"] for r in rows), rows
     assert all(r["metrics"].get("gzip_bytes") for r in rows), rows

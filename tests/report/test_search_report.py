@@ -7,7 +7,6 @@ a trial's accuracy drop is ``n - 1`` points.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from html import unescape
@@ -17,63 +16,19 @@ import pytest
 
 from compressflow.report.trials_section import from_trials
 from helpers import cli, write
-
-PLUGINS = {"COMPRESSFLOW_PLUGINS": "toy_stages,toy_metrics"}
-
-RECIPE = """
-inputs: [model]
-params:
-  a: 1.0
-  b: 2
-output: scaled
-stages:
-  plus:
-    type: toy_sum
-    inputs: [model]
-    add: ${params.a}
-  scaled:
-    type: toy_scale
-    model: plus
-    factor: ${params.b}
-"""
-
-PIPELINE = """
-version: 1
-name: toysearch
-stages:
-  base:
-    type: toy_number
-    value: 1
-  best:
-    type: search
-    recipe: recipes/toy.yaml
-    inputs: {model: base}
-    space:
-      a: {low: 0, high: 5}
-      b: {choices: [1, 2, 3]}
-    baseline: base
-    measure: toy_measure
-    objective: {metric: gzip_size, goal: min}
-    constraints: {max_accuracy_drop: 0.05}
-    trials: 10
-"""
-
+from toy_search import PLUGINS, search_pipeline, trials_of, write_project
 
 @pytest.fixture
 def searched(tmp_path: Path) -> Path:
     """A toy search project that has run: 10 trials, some over the 5-point bound."""
-    write(tmp_path / "recipes" / "toy.yaml", RECIPE)
-    pipeline = write(tmp_path / "search.yaml", PIPELINE)
+    pipeline = write_project(tmp_path, search_pipeline(trials=10, drop=0.05))
     result = cli("run", pipeline, cwd=tmp_path, env=PLUGINS)
     assert result.code == 0, result.text
     return pipeline
 
 
 def trial_rows(pipeline: Path) -> list[dict]:
-    plan = cli("plan", pipeline, "--json", cwd=pipeline.parent, env=PLUGINS)
-    key = json.loads(plan.out)["best"]["key"]
-    return json.loads((pipeline.parent / ".compressflow" / "cache" / "entries" / key[:2] / key / "trials.json")
-                      .read_text())
+    return trials_of(pipeline)
 
 
 def number(row: dict) -> float:
