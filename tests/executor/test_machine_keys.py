@@ -71,7 +71,9 @@ def test_a_machine_is_its_cpu_cores_system_and_runtimes(monkeypatch):
     assert len(machine["id"]) == 12 and int(machine["id"], 16) >= 0
     parts = compressflow.machine.machine_parts()
     assert machine["description"].startswith(f"{parts['cpu']}, {parts['cores']} cores, {parts['system']}")
-    assert parts["runtimes"]["tensorflow"] and parts["runtimes"]["tensorflow"] in machine["description"]
+    assert set(parts["runtimes"]) == {"tensorflow", "ai-edge-litert"}
+    for name, version in parts["runtimes"].items():  # NOTE: the core install has neither
+        assert (f"{name} {version}" in machine["description"]) == bool(version)
 
 
 @pytest.mark.parametrize(("cpuinfo", "expected"), [

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import cli, write
 from hostile_zips import MIB, deep_config, huge_declared_member, inflating_config, shared_member
 
@@ -69,6 +70,7 @@ def test_a_keras_file_nested_deeper_than_the_parser_recursion_is_refused(tmp_pat
                    "COMPRESSFLOW_MODEL_MAX_CONFIG_DEPTH")
 
 
+@pytest.mark.tf  # h5py comes with TensorFlow
 def test_an_h5_file_whose_config_nests_too_deep_is_refused(tmp_path):
     import h5py
 
