@@ -5,7 +5,7 @@ deep (in a ``.keras`` zip and an ``.h5`` attribute), a 2 MB ``config.json`` that
 1,000 zip entries that all point at one 1 GiB member, and a member that declares 3 GiB. Each runs
 through the CLI (``helpers.cli``), which must exit 2 with the pipeline's ``file:line:column``, the
 model file, the limit's variable and no traceback; and once more in a fresh interpreter whose peak
-memory (the child's own ``getrusage``, from ``wait4``) must stay far below what reading the file
+memory (its own VmHWM, reported as it exits) must stay far below what reading the file
 would take. Raising a limit with its environment variable lets a legitimate file through.
 """
 
@@ -35,19 +35,34 @@ def pipeline_for(folder: Path, model: str) -> Path:
         """)
 
 
+# NOTE: the child reports its own VmHWM at exit. os.wait4's ru_maxrss would not do: Linux keeps it across
+# execve, so it holds the forking pytest worker's RSS (gigabytes once that worker has imported TensorFlow).
+MEASURED_VALIDATE = """
+import atexit, os, runpy, sys
+
+def _report_peak():
+    with open("/proc/self/status") as status:
+        peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(peak_kib)
+
+atexit.register(_report_peak)
+sys.argv = ["compressflow", "validate", sys.argv[1]]
+runpy.run_module("compressflow", run_name="__main__")
+"""
+
+
 def validate_measured(pipeline: Path, env: dict[str, str] | None = None) -> tuple[int, str, int]:
     """(exit status, stderr, peak RSS in bytes) of ``python -m compressflow validate PIPELINE``."""
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
-    err = pipeline.with_suffix(".err")
+    err, peak = pipeline.with_suffix(".err"), pipeline.with_suffix(".peak")
     with open(err, "wb") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "compressflow", "validate", str(pipeline)],
-                                cwd=pipeline.parent, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                                stderr=err_file, preexec_fn=limit)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err.read_text(), usage.ru_maxrss * 1024
+        proc = subprocess.run([sys.executable, "-c", MEASURED_VALIDATE, str(pipeline)], cwd=pipeline.parent,
+                              env={**os.environ, **(env or {}), "PEAK_FILE": str(peak)},
+                              stdout=subprocess.DEVNULL, stderr=err_file, preexec_fn=limit, timeout=300)
+    return proc.returncode, err.read_text(), int(peak.read_text()) * 1024
 
 
 def assert_refused(pipeline: Path, model: Path, *expected: str) -> None:
