@@ -59,12 +59,7 @@ def mlp(input_shape: Sequence[int] = (64,), classes: int = 10, hidden: Sequence[
         dropout: float = 0.0, logits: bool = False):
     """A multi-layer perceptron; inputs of any shape are flattened first."""
     k = _keras()
-    inputs = k.Input(shape=tuple(input_shape), name="features")
-    x = k.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
-    for i, width in enumerate(hidden, start=1):
-        x = k.layers.Dense(width, activation="relu", name=f"dense{i}")(x)
-        if dropout:
-            x = k.layers.Dropout(dropout, name=f"dropout{i}")(x)
+    inputs, x = _hidden_layers(k, input_shape, hidden, dropout)
     return k.Model(inputs, _head(k, x, classes, logits), name="mlp")
 
 
@@ -72,13 +67,19 @@ def mlp_regressor(input_shape: Sequence[int] = (10,), outputs: int = 1, hidden: 
                   dropout: float = 0.0):
     """A multi-layer perceptron with a linear output (``outputs`` real values): a regression model."""
     k = _keras()
+    inputs, x = _hidden_layers(k, input_shape, hidden, dropout)
+    return k.Model(inputs, k.layers.Dense(outputs, name="output")(x), name="mlp_regressor")
+
+
+def _hidden_layers(k, input_shape: Sequence[int], hidden: Sequence[int], dropout: float):
+    """The input (flattened when it has several axes) and the ReLU dense layers of the MLPs."""
     inputs = k.Input(shape=tuple(input_shape), name="features")
     x = k.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
     for i, width in enumerate(hidden, start=1):
         x = k.layers.Dense(width, activation="relu", name=f"dense{i}")(x)
         if dropout:
             x = k.layers.Dropout(dropout, name=f"dropout{i}")(x)
-    return k.Model(inputs, k.layers.Dense(outputs, name="output")(x), name="mlp_regressor")
+    return inputs, x
 
 
 def application(name: str, weights: str | Path | None = None, **args):
