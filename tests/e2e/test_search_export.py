@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from helpers import cli, write
+from toy_search import RECIPE as TOY_RECIPE
+from toy_search import entry as toy_entry
+from toy_search import search_pipeline, write_project
 
 PLUGINS = {"COMPRESSFLOW_PLUGINS": "toy_stages,toy_metrics,toy_tflite"}
 
@@ -42,43 +45,11 @@ class ToyTflite(Stage):
         ctx.set_output(TFLITE_MODEL, "model.tflite")
 '''
 
-RECIPE = """
-inputs: [model]
-params:
-  a: 1.0
-  b: 2
-output: packed
-stages:
-  plus:
-    type: toy_sum
-    inputs: [model]
-    add: ${params.a}
-  packed:
-    type: toy_tflite
-    model: plus
-    factor: ${params.b}
-"""
+# The toy recipe, its output packed into a .tflite file.
+RECIPE = TOY_RECIPE.replace("output: scaled", "output: packed").replace(
+    "  scaled:\n    type: toy_scale", "  packed:\n    type: toy_tflite")
 
-PIPELINE = """
-version: 1
-name: searchexport
-stages:
-  base:
-    type: toy_number
-    value: 1
-  best:
-    type: search
-    recipe: recipes/toy.yaml
-    inputs: {model: base}
-    space:
-      a: {low: 0, high: 5}
-      b: {choices: [1, 2, 3]}
-    baseline: base
-    measure: toy_measure
-    objective: {metric: gzip_size, goal: min}
-    constraints: {max_accuracy_drop: 0.05}
-    early_stop: {after: plus, metric: accuracy, margin: 0.0}
-    trials: 6
+PIPELINE = search_pipeline(trials=6, drop=0.05, more="""\
   release:
     type: export
     model: best
@@ -90,20 +61,18 @@ stages:
     type: export
     model: repacked
     to: out/repacked.tflite
-"""
+""").replace("    trials: 6\n", "    early_stop: {after: plus, metric: accuracy, margin: 0.0}\n    trials: 6\n")
 
 
 def entry(folder: Path, stage: str) -> Path:
-    key = json.loads(cli("plan", folder / "search.yaml", "--json", cwd=folder, env=PLUGINS).out)[stage]["key"]
-    return folder / ".compressflow" / "cache" / "entries" / key[:2] / key
+    return toy_entry(folder / "search.yaml", stage, env=PLUGINS)
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("searchexport")
     write(folder / "toy_tflite.py", TOY_TFLITE)
-    write(folder / "recipes" / "toy.yaml", RECIPE)
-    write(folder / "search.yaml", PIPELINE)
+    write_project(folder, PIPELINE, RECIPE)
     result = cli("run", folder / "search.yaml", cwd=folder, env=PLUGINS)
     assert result.code == 0, result.text
     return folder
