@@ -42,6 +42,21 @@ def trial_runs(pipeline: Path) -> list[str]:
     return [name for name in runs(pipeline.parent / "runs.log") if name.startswith("best.")]
 
 
+def kill_when_blocked(pipeline: Path, blocked: str) -> Path:
+    """Run the search in a fresh process, SIGKILL it once stage ``blocked`` has started; the run log."""
+    log = pipeline.parent / "runs.log"
+    process = spawn_cli("run", pipeline, cwd=pipeline.parent,
+                        env={**PLUGINS, "TOY_RUN_LOG": str(log), "TOY_BLOCK": blocked})
+    try:
+        while blocked not in runs(log):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+    return log
+
+
 def test_repeated_search_runs_no_stage_and_more_trials_run_only_the_new_ones(tmp_path):
     pipeline = project(tmp_path, trials=4)
     first = run(pipeline)
@@ -109,16 +124,7 @@ def test_a_search_killed_mid_trial_resumes_with_nothing_lost(tmp_path):
     blocked = f"best.scaled[a={third['a']!r},b={third['b']!r}]"
 
     pipeline = project(tmp_path / "killed", trials=3)
-    log = pipeline.parent / "runs.log"
-    process = spawn_cli("run", pipeline, cwd=pipeline.parent,
-                        env={**PLUGINS, "TOY_RUN_LOG": str(log), "TOY_BLOCK": blocked})
-    try:
-        while blocked not in runs(log):
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.1)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
+    log = kill_when_blocked(pipeline, blocked)
     before = trial_runs(pipeline)
     assert before[-1] == blocked and len(before) == 6
 
@@ -211,16 +217,7 @@ def test_a_search_with_early_stop_killed_in_a_trials_later_stages_resumes(tmp_pa
     blocked = "best.scaled[a={a!r},b={b!r}]".format(**going[-1]["params"])
 
     pipeline = early_project(tmp_path / "killed", trials=8)
-    log = pipeline.parent / "runs.log"
-    process = spawn_cli("run", pipeline, cwd=pipeline.parent,
-                        env={**PLUGINS, "TOY_RUN_LOG": str(log), "TOY_BLOCK": blocked})
-    try:
-        while blocked not in runs(log):
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.1)
-    finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
+    log = kill_when_blocked(pipeline, blocked)
     before = trial_runs(pipeline)
 
     resumed = cli("run", pipeline, cwd=pipeline.parent, env={**PLUGINS, "TOY_RUN_LOG": str(log)}, fresh=True)
