@@ -14,6 +14,8 @@ import hashlib
 import os
 import sqlite3
 import threading
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
@@ -183,3 +185,12 @@ def _give_up() -> None:
         except sqlite3.Error:
             pass
     _state_path, _connection = None, None
+
+
+@lru_cache(maxsize=None)
+def distribution_version(name: str) -> str | None:
+    """Installed version of a distribution, without importing it (None if absent)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None

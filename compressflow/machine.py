@@ -18,9 +18,10 @@ import json
 import os
 import platform
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from compressflow.fingerprints import distribution_version
 
 MACHINE_ID_VARIABLE = "COMPRESSFLOW_MACHINE_ID"
 # Distributions that run the measured models; their versions are part of the machine's identity.
@@ -61,7 +62,7 @@ def machine_parts() -> dict[str, Any]:
     """What identifies the machine: CPU model, logical cores, OS and architecture, runtime versions."""
     return {"cpu": cpu_model(), "cores": os.cpu_count() or 0,
             "system": f"{platform.system()} {platform.machine()}".strip(),
-            "runtimes": {name: _version(name) for name in RUNTIMES}}
+            "runtimes": {name: distribution_version(name) for name in RUNTIMES}}
 
 
 def cpu_model() -> str:
@@ -83,8 +84,3 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None

@@ -7,23 +7,16 @@ Loading returns numpy arrays; only ``image_directory`` and ``tfds`` import Tenso
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from compressflow.errors import StageFailed
+from compressflow.fingerprints import distribution_version
 from compressflow.stages.base import Dataset, Environment, tree_sha256
 from compressflow.stages.code_sets import TF_CODE
 from compressflow.stages.registry import register_dataset
 from compressflow.user_modules import find_module_source, module_source_fingerprint  # noqa: F401 - also from here
-
-
-def _dist_version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 class _Preprocessing(Dataset):
@@ -44,7 +37,7 @@ class SklearnDigits(_Preprocessing):
     scale: float | None = Field(1 / 16, gt=0, description="Pixel values 0..16 are multiplied by this.")
 
     def fingerprint(self, env: Environment) -> dict[str, Any]:
-        return {"source": "sklearn.datasets.load_digits", "scikit-learn": _dist_version("scikit-learn")}
+        return {"source": "sklearn.datasets.load_digits", "scikit-learn": distribution_version("scikit-learn")}
 
     def load_arrays(self, env: Environment):
         import numpy as np
@@ -66,7 +59,7 @@ class SklearnDiabetes(_Preprocessing):
     target_scale: float = Field(0.01, gt=0, description="The target (25..346) is multiplied by this.")
 
     def fingerprint(self, env: Environment) -> dict[str, Any]:
-        return {"source": "sklearn.datasets.load_diabetes", "scikit-learn": _dist_version("scikit-learn")}
+        return {"source": "sklearn.datasets.load_diabetes", "scikit-learn": distribution_version("scikit-learn")}
 
     def load_arrays(self, env: Environment):
         from sklearn.datasets import load_diabetes
@@ -146,7 +139,7 @@ class TfdsDataset(_Preprocessing):
     def fingerprint(self, env: Environment) -> dict[str, Any]:
         path = env.resolve_path(self.data_dir, what="dataset data_dir") / self.name
         return {"name": self.name, "sha256": tree_sha256(path) if path.exists() else "missing",
-                "tensorflow-datasets": _dist_version("tensorflow-datasets")}
+                "tensorflow-datasets": distribution_version("tensorflow-datasets")}
 
     def load_arrays(self, env: Environment):
         import numpy as np

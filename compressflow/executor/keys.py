@@ -16,11 +16,10 @@ import hashlib
 import json
 import platform
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from compressflow.executor.process_setup import loads_models
+from compressflow.fingerprints import distribution_version
 from compressflow.machine import machine_fingerprint
 from compressflow.stages.base import Environment, Stage, derive_seed
 from compressflow.stages.code_sources import code_fingerprints
@@ -37,15 +36,6 @@ def canonical_json(data: Any) -> str:
 
 def digest(data: Any) -> str:
     return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
-
-
-@lru_cache(maxsize=None)
-def distribution_version(name: str) -> str | None:
-    """Installed version of a distribution, without importing it (None if absent)."""
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def library_versions(stage: Stage) -> dict[str, str | None]:

@@ -14,6 +14,7 @@ TF_CODE = (
     "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
     "compressflow.data.streams", "compressflow.data.function_result", "compressflow.data.tfrecord",
     "compressflow.models.file_limits", "compressflow.stages.model_trust", "compressflow.user_modules",
+    "compressflow.fingerprints",
     # losses, metrics and the task behind them
     "compressflow.stages.losses", "compressflow.stages.keras_names", "compressflow.stages.tasks",
     "compressflow.stages.objective", "compressflow.stages.prediction_metrics", "compressflow.stages.measure",
