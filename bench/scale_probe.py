@@ -17,7 +17,7 @@ import time
 
 started = time.perf_counter()
 from compressflow.dsl import load_pipeline  # noqa: E402
-from compressflow.executor.cache import Cache  # noqa: E402
+from compressflow.cache.local import Cache  # noqa: E402
 from compressflow.executor.plan import make_plan  # noqa: E402
 
 imported = time.perf_counter()

@@ -2,6 +2,6 @@
 
 import sys
 
-from compressflow.cli import main
+from compressflow.cli.parser import main
 
 sys.exit(main())

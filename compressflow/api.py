@@ -43,7 +43,7 @@ class RunResult(RunReport):
 
 def default_cache_dir(pipeline) -> Path | str:
     """``$COMPRESSFLOW_CACHE`` (a folder or a URL), else ``.compressflow/cache`` beside the pipeline file."""
-    from compressflow.executor.cache_open import is_remote
+    from compressflow.cache.open import is_remote
 
     env = os.environ.get(CACHE_ENV)
     if env:
@@ -54,7 +54,7 @@ def default_cache_dir(pipeline) -> Path | str:
 def open_cache(pipeline, cache_dir: str | os.PathLike[str] | None = None, *, log=None, local_dir=None):
     """The pipeline's cache: ``cache_dir`` (a folder, or an fsspec URL such as ``s3://bucket/prefix``)
     or the default. ``local_dir`` is the read-through copy of a remote cache."""
-    from compressflow.executor.cache_open import open_cache_at
+    from compressflow.cache.open import open_cache_at
 
     location = cache_dir if cache_dir else default_cache_dir(pipeline)
     return open_cache_at(location, log=log or (lambda text: print(text, flush=True)), local_dir=local_dir)
@@ -118,8 +118,8 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     * ``argv``: the command line to record (the CLI's own); by default the equivalent
       ``compressflow run`` command, and the record says the run came from Python.
     """
-    from compressflow.console import LineReporter
-    from compressflow.run_session import RunSession
+    from compressflow.cli.console import LineReporter
+    from compressflow.runs.session import RunSession
     from compressflow.tracking import open_tracker
     from compressflow.user_modules import use_pipeline_folder
 
@@ -174,7 +174,7 @@ def _prepare(pipeline, cache_dir, selection, reporter, allow_outside_paths: bool
 
 def _run_recorded(session, options, *, keep_going: bool, verify: bool, log_dir: Path | None) -> RunReport:
     """Run the session's plan on the runner ``options`` ask for; an interruption is recorded as such."""
-    from compressflow.executor_options import build_runner
+    from compressflow.runs.options import build_runner
 
     the_plan, cache = session.plan, session.cache
     started = False

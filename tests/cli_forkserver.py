@@ -3,7 +3,7 @@
 This script imports the CLI and reads the stage registry, then serves requests read as
 JSON lines on stdin. For each one it forks a child that (optionally) sets memory and CPU
 limits, replaces its environment with the requested one, changes to the requested folder,
-points its stdout and stderr at the requested files and calls :func:`compressflow.cli.main`
+points its stdout and stderr at the requested files and calls :func:`compressflow.cli.parser.main`
 with the requested arguments, exactly as ``python -m compressflow`` does after its imports.
 The parent waits at most ``timeout`` seconds (then kills the child) and answers one JSON line::
 
@@ -30,7 +30,7 @@ import tempfile
 import time
 import traceback
 
-from compressflow import cli
+from compressflow.cli import parser as cli
 
 _WARM_UP = "version: 1\nname: warm-up\nstages:\n  a: {type: no_such_type}\n"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from compressflow.errors import Location, PipelineError, Problem
-from compressflow.gc_pause import cyclic_gc_paused
+from compressflow.dsl.gc_pause import cyclic_gc_paused
 from compressflow.dsl.external import check_external, valid_entries
 from compressflow.dsl.imports_check import check_imports, declared_imports
 from compressflow.dsl.interpolate import interpolate

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from compressflow.executor.cache_names import encode_name
+from compressflow.cache.names import encode_name
 
 EVENTS_DIR = "events"
 EVENTS_SUFFIX = ".jsonl"

@@ -13,8 +13,8 @@ from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
 from compressflow.executor.keys import StageKey, stage_key
 from compressflow.fingerprints import HASH_STATE_NAME, release_state, save_pending, use_state
-from compressflow.gc_pause import cyclic_gc_paused
-from compressflow.machine import describe_machine
+from compressflow.dsl.gc_pause import cyclic_gc_paused
+from compressflow.executor.machine import describe_machine
 from compressflow.stages.base import Environment, Stage
 
 CACHED = "cached"

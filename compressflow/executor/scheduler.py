@@ -19,10 +19,10 @@ import networkx as nx
 from compressflow.errors import CacheError
 from compressflow.executor.plan import CACHED, RUN, Plan
 from compressflow.executor.runners import Runner
-from compressflow.executor.variants import variant_of
+from compressflow.cache.variants import variant_of
 from compressflow.executor.task import FAILED, RAN, StageTask, TaskOutcome
-from compressflow.executor.cache_names import encode_name as safe_file_name
-from compressflow.executor.cache_open import CacheSpec
+from compressflow.cache.names import encode_name as safe_file_name
+from compressflow.cache.open import CacheSpec
 from compressflow.executor.events import events_file
 from compressflow.stages.base import Artifact
 

@@ -1,6 +1,6 @@
 """Reports of a recorded run: a self-contained HTML page, or a Markdown summary for CI comments.
 
-Everything comes from the run record (see :mod:`compressflow.records`): the stage graph and
+Everything comes from the run record (see :mod:`compressflow.runs.records`): the stage graph and
 statuses, the metrics of evaluate stages, the tables of select stages and the training
 histories; the per-layer numerics of quantize stages and the trials of search stages are read
 from those stages' cache entries (:mod:`compressflow.report.entry_files`). Plots are drawn with

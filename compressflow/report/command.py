@@ -16,7 +16,7 @@ def default_report_path(record: dict, pipeline_root: Path) -> Path:
 
 def write_report(args) -> int:
     """Find the run and write its report where ``-o`` says (see the CLI help)."""
-    from compressflow.run_lookup import locate_run
+    from compressflow.runs.lookup import locate_run
 
     record, pipeline_root = locate_run(args.pipeline, args.run, command="report")
     if args.format == "markdown":

@@ -50,7 +50,7 @@ class EntryFiles:
     def _open(self):
         if self._cache is not None or self._unavailable:
             return self._cache
-        from compressflow.executor.cache_open import is_remote, local_path, open_cache_at
+        from compressflow.cache.open import is_remote, local_path, open_cache_at
 
         # NOTE: a local cache that is not there any more is not created again just to find it empty.
         if not is_remote(self._location) and not (local_path(self._location) / "entries").is_dir():

@@ -25,7 +25,7 @@ EVALUATE_CODE = TF_CODE + (
     "compressflow.stages.gates", "compressflow.stages.model_measurements", "compressflow.stages.measure",
     "compressflow.stages.keras_artifacts", "compressflow.stages.litert_runner", "compressflow.stages.tflite_weights",
     "compressflow.stages.report_table", "compressflow.stages.qat", "compressflow.stages.saved_model_run",
-    "compressflow.stages.tflite_convert", "compressflow.machine", "compressflow.stages.numerics_lines",
+    "compressflow.stages.tflite_convert", "compressflow.executor.machine", "compressflow.stages.numerics_lines",
 )
 
 #: Converting to TFLite and describing the result.

@@ -1,6 +1,6 @@
 """Experiment tracking of runs (``compressflow run --track mlflow``), behind install extras.
 
-A tracker gets the finished run's record (see :mod:`compressflow.records`) and the cache,
+A tracker gets the finished run's record (see :mod:`compressflow.runs.records`) and the cache,
 and returns what to remember about where it logged the run. Trackers are imported only
 when asked for.
 """

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import compressflow.api
-from compressflow.console import LineReporter
+from compressflow.cli.console import LineReporter
 
 from helpers import cli, runs, spawn_cli, write
 
@@ -365,7 +365,7 @@ def test_export_does_not_publish_a_file_its_entry_names_outside(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_run_on_a_cache_at_a_url_rehashes_what_it_reads_by_default(tmp_path: Path, s3_url: str):
-    from compressflow.executor.remote_cache import RemoteCache
+    from compressflow.cache.remote import RemoteCache
 
     log = tmp_path / "runs.log"
     pipeline = write(tmp_path / "p" / "small.yaml", SMALL)

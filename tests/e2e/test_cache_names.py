@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 import compressflow.api
-from compressflow.console import LineReporter
+from compressflow.cli.console import LineReporter
 from compressflow.dsl import load_pipeline
-from compressflow.executor.cache import Cache
-from compressflow.executor.cache_names import encode_name
+from compressflow.cache.local import Cache
+from compressflow.cache.names import encode_name
 from toy_stages import ToyNumber, ToyScale
 
 from helpers import cli, write

@@ -203,7 +203,7 @@ def test_a_fully_cached_run_imports_no_tensorflow_for_the_check(tmp_path):
     pipeline = write(tmp_path / "cached.yaml", CACHED)
     first = cli("run", pipeline)
     assert first.code == 0, first.text
-    code = ("import sys\nfrom compressflow.cli import main\n"
+    code = ("import sys\nfrom compressflow.cli.parser import main\n"
             f"rc = main(['run', {str(pipeline)!r}])\n"
             "assert rc == 0, rc\nassert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 import compressflow.api
-from compressflow.executor.cache import Cache
+from compressflow.cache.local import Cache
 
 from helpers import cli, runs, spawn_cli, write
 from waiting import wait_until

@@ -14,8 +14,8 @@ import remote_toy_stages  # noqa: F401  (registers toy_log in this process too)
 from helpers import cli, runs, spawn_cli, write
 
 import compressflow.api
-from compressflow.executor.cache import Cache
-from compressflow.executor.remote_cache import RemoteCache
+from compressflow.cache.local import Cache
+from compressflow.cache.remote import RemoteCache
 
 pytestmark = pytest.mark.slow  # a local Dask cluster and an S3 server per module
 
@@ -232,7 +232,7 @@ def test_python_api_runs_on_a_dask_cluster(tmp_path: Path, s3_url: str, cluster,
 
 def test_dask_workers_reach_the_store_through_the_runs_storage_options_alone(tmp_path: Path, s3_url: str,
                                                                              s3_endpoint: str, monkeypatch) -> None:
-    from compressflow.executor.cache_open import open_cache_at
+    from compressflow.cache.open import open_cache_at
     from compressflow.executor.dask_runner import DaskRunner
     from compressflow.executor.plan import make_plan
     from compressflow.executor.scheduler import run_plan
@@ -258,7 +258,7 @@ def test_dask_workers_reach_the_store_through_the_runs_storage_options_alone(tmp
 
 def run_main(capsys, *argv: str) -> tuple[int, str]:
     """``compressflow ARGV`` in this process: exit status and what it printed to stderr."""
-    from compressflow.cli import main
+    from compressflow.cli.parser import main
 
     code = main([str(a) for a in argv])
     return code, capsys.readouterr().err

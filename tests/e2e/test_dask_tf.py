@@ -8,8 +8,8 @@ import pytest
 from helpers import cli, write
 
 import compressflow.api
-from compressflow.executor.cache import Cache
-from compressflow.executor.remote_cache import RemoteCache
+from compressflow.cache.local import Cache
+from compressflow.cache.remote import RemoteCache
 from compressflow.stages.base import Artifact
 
 pytestmark = pytest.mark.tf

@@ -73,7 +73,7 @@ def test_live_view_shows_states_timings_and_the_epoch_bar(shop):
     from compressflow.dsl import load_pipeline
     from compressflow.executor.plan import make_plan
     from compressflow.executor.task import CACHED, RAN, TaskOutcome
-    from compressflow.progress import LiveReporter, StageRow
+    from compressflow.cli.progress import LiveReporter, StageRow
 
     pipeline = load_pipeline(shop)
     plan = make_plan(pipeline, open_cache(pipeline, log=lambda text: None))
@@ -104,7 +104,7 @@ def test_live_view_of_many_stages_keeps_running_ones_in_a_short_terminal():
     from rich.console import Console
 
     from compressflow.executor.task import RAN, TaskOutcome
-    from compressflow.progress import LiveReporter, StageRow
+    from compressflow.cli.progress import LiveReporter, StageRow
 
     console = Console(file=io.StringIO(), force_terminal=True, width=100, height=12, record=True)
     live = LiveReporter(console=console)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import compressflow.api
-from compressflow.executor.locks import LockHolder
+from compressflow.cache.locks import LockHolder
 
 from helpers import cli, spawn_cli, write
 

@@ -83,7 +83,7 @@ def test_cold_runs_are_reproducible(two_cold_runs):
 
 def test_second_run_is_fully_cached_and_imports_no_tensorflow(two_cold_runs):
     project, _ = two_cold_runs[0]
-    code = ("import sys\nfrom compressflow.cli import main\n"
+    code = ("import sys\nfrom compressflow.cli.parser import main\n"
             f"rc = main(['run', {str(project / 'small.yaml')!r}])\n"
             "assert rc == 0, rc\nassert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compressflow.executor.cache import Cache
+from compressflow.cache.local import Cache
 
 
 @pytest.fixture

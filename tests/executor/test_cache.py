@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache import Cache, CacheEntry
-from compressflow.executor.cache_names import host_tag
+from compressflow.cache.local import Cache, CacheEntry
+from compressflow.cache.names import host_tag
 
 
 def make_key(name: str) -> str:

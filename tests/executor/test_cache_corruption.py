@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from compressflow.executor.cache import Cache, CacheEntry
+from compressflow.cache.local import Cache, CacheEntry
 
 
 def make_key(name: str) -> str:

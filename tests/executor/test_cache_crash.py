@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from compressflow.executor.cache import Cache
+from compressflow.cache.local import Cache
 
 HELPER = Path(__file__).parent / "cache_helpers" / "slow_writer.py"
 _spec = importlib.util.spec_from_file_location("slow_writer", HELPER)

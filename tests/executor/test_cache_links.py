@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache import Cache
-from compressflow.executor.remote_cache import RemoteCache
+from compressflow.cache.local import Cache
+from compressflow.cache.remote import RemoteCache
 from compressflow.stages.base import Artifact
 from compressflow.stages.publish import atomic_copy_file, atomic_copy_tree
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache import Cache
-from compressflow.executor.cache_fs import LocalFS
+from compressflow.cache.local import Cache
+from compressflow.cache.local_fs import LocalFS
 
 
 def make_key(name: str) -> str:

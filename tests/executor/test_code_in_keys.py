@@ -208,7 +208,7 @@ def test_keys_hold_the_source_of_the_built_in_helpers_without_importing_tensorfl
     script = textwrap.dedent(f"""
         import json, sys
         from compressflow.dsl import load_pipeline
-        from compressflow.executor.cache import Cache
+        from compressflow.cache.local import Cache
         from compressflow.executor.plan import make_plan
         plan = make_plan(load_pipeline({str(tmp_path / 'p.yaml')!r}), Cache({str(tmp_path / 'cache')!r}))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from compressflow.executor.cache import Cache
-from compressflow.executor.locks import KeyLock, LockHolder, process_is_alive
+from compressflow.cache.local import Cache
+from compressflow.cache.locks import KeyLock, LockHolder, process_is_alive
 
 WORKER = Path(__file__).parent / "cache_helpers" / "lock_worker.py"
 

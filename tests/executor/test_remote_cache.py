@@ -10,9 +10,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache import Cache
-from compressflow.executor.cache_open import is_remote, open_cache_at
-from compressflow.executor.remote_cache import RemoteCache, local_copy_dir
+from compressflow.cache.local import Cache
+from compressflow.cache.open import is_remote, open_cache_at
+from compressflow.cache.remote import RemoteCache, local_copy_dir
 
 MODEL = bytes(range(256)) * 40           # 10240 bytes
 NESTED = b"\x01\x02" * 3000
@@ -348,7 +348,7 @@ def test_workers_reach_the_store_through_the_runs_storage_options_alone(tmp_path
 def test_a_cache_spec_opens_the_same_cache_with_its_options(tmp_path: Path, s3_url: str, s3_endpoint: str) -> None:
     import pickle
 
-    from compressflow.executor.cache_open import CacheSpec
+    from compressflow.cache.open import CacheSpec
 
     options = {"client_kwargs": {"endpoint_url": s3_endpoint}}
     remote = RemoteCache(s3_url, local_dir=tmp_path / "copy", storage_options=options)
@@ -406,7 +406,7 @@ def test_record_of_a_cached_run_reads_only_manifests_and_metadata(tmp_path: Path
     from compressflow.executor.plan import make_plan
     from compressflow.executor.runners import make_runner
     from compressflow.executor.scheduler import run_plan
-    from compressflow.run_session import RunSession
+    from compressflow.runs.session import RunSession
 
     write(tmp_path / "data.txt", "twelve chars")
     pipeline = api.load(write(tmp_path / "models.yaml", MODELS))

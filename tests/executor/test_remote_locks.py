@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from compressflow.executor.remote_locks import Lease, LeaseLock
-from compressflow.executor.remote_store import open_store
+from compressflow.cache.remote_locks import Lease, LeaseLock
+from compressflow.cache.remote_store import open_store
 
 from waiting import wait_until
 
@@ -223,7 +223,7 @@ def test_unreadable_lease_is_taken_over_after_the_waiters_ttl(s3_url: str) -> No
 
 @pytest.mark.parametrize("value, expected", [("2.5", 2.5), ("junk", 60.0), ("0", 0.5)])
 def test_ttl_comes_from_the_environment(monkeypatch, value: str, expected: float) -> None:
-    from compressflow.executor.remote_locks import lease_ttl
+    from compressflow.cache.remote_locks import lease_ttl
 
     monkeypatch.setenv("COMPRESSFLOW_LEASE_TTL", value)
     assert lease_ttl() == expected

@@ -161,7 +161,7 @@ def test_cached_run_imports_no_tensorflow(project):
     assert cli("run", pipeline).code == 0
     import subprocess
     import sys
-    code = ("import sys\nfrom compressflow.cli import main\n"
+    code = ("import sys\nfrom compressflow.cli.parser import main\n"
             f"rc = main(['run', {str(pipeline)!r}])\n"
             "assert rc == 0, rc\nassert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from compressflow.executor.cache import Cache
-from compressflow.executor.run_lock import CacheInUse
+from compressflow.cache.local import Cache
+from compressflow.cache.run_lock import CacheInUse
 
 WORKER = Path(__file__).parent / "cache_helpers" / "run_lock_worker.py"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from compressflow.cli import main
+from compressflow.cli.parser import main
 from experience_helpers import MODELS
 from helpers import cli
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from compressflow.executor.cache import Cache
+from compressflow.cache.local import Cache
 
 
 def hold(cache: Cache, key: str, stage: str) -> None:

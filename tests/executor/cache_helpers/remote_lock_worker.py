@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from compressflow.executor.remote_cache import RemoteCache
-from compressflow.executor.remote_locks import LeaseLock
-from compressflow.executor.remote_store import open_store
+from compressflow.cache.remote import RemoteCache
+from compressflow.cache.remote_locks import LeaseLock
+from compressflow.cache.remote_store import open_store
 
 
 def say(text: str) -> None:

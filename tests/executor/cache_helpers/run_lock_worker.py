@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from compressflow.executor.cache import Cache
+from compressflow.cache.local import Cache
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def install_pauses(pause) -> None:
 
 def main() -> None:
     root, key, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-    from compressflow.executor.cache import Cache
+    from compressflow.cache.local import Cache
 
     counter = {"step": 0}
 

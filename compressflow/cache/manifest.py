@@ -9,7 +9,7 @@ from) and ``manifest.json``, written last::
 
 Paths are relative POSIX paths. The manifest lists every file but itself and every
 directory, so a missing, extra, truncated or altered file is detected. The paths an entry's
-``artifact.json`` names must be among them (see :mod:`~compressflow.executor.entry_paths`).
+``artifact.json`` names must be among them (see :mod:`~compressflow.cache.entry_paths`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from compressflow.executor.cache_fs import FileDigest, LocalFS, TreeScan
-from compressflow.executor.cache_names import KEY_PATTERN, short_key
-from compressflow.executor.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
+from compressflow.cache.local_fs import FileDigest, LocalFS, TreeScan
+from compressflow.cache.names import KEY_PATTERN, short_key
+from compressflow.cache.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"

@@ -21,8 +21,6 @@ _PARAM_NOTE = re.compile(r"^the value comes from (params(?:\.[^\s.\[]+|\[\d+\])+
 
 def failure_hint(pipeline, report, argv: list[str]) -> str:
     """The lines printed after a failed run (``report`` a RunReport, ``argv`` the CLI's arguments)."""
-    from compressflow.cli import resume_command
-
     failed = report.failed
     gates = {name: report.outcomes[name].gate_fields for name in failed if report.outcomes[name].gate_fields}
     lines = [(f"run failed (stage{'s' if len(failed) != 1 else ''}: {', '.join(failed) or 'none'}); "
@@ -34,6 +32,11 @@ def failure_hint(pipeline, report, argv: list[str]) -> str:
     else:
         lines.append("Finished stages are cached: after a change, only the stages it reaches run again.")
     return "\n".join(lines)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes this one: the same command (finished stages are cached)."""
+    return shlex.join(["compressflow", *argv])
 
 
 def gate_hint(pipeline, stage: str, fields: tuple[str, ...], argv: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """One lock per cache key on an object store: a lease object, created with a conditional put.
 
 Scheme (every step is one atomic request on S3-compatible stores, see
-:mod:`~compressflow.executor.remote_store`):
+:mod:`~compressflow.cache.remote_store`):
 
 * **acquire**: create ``locks/<key>.lease`` only if it does not exist (``If-None-Match: *``).
   The lease records a random token, the holder (pid, host, stage, since), a heartbeat counter
@@ -10,7 +10,7 @@ Scheme (every step is one atomic request on S3-compatible stores, see
   bumping the counter, only if it is still the version it last wrote (``If-Match: <ETag>``).
   If that fails the lease was taken over (the holder looked dead); the holder reports it.
   Its work stays correct: entries are committed by a conditional manifest write that never
-  trusts a lock (see :mod:`~compressflow.executor.remote_cache`).
+  trusts a lock (see :mod:`~compressflow.cache.remote`).
 * **wait**: a waiter polls the lease. It is *stale* when its version has not changed for
   ``ttl`` seconds of the waiter's own monotonic clock (no clocks of two machines are ever
   compared), or at once when the holder is a process of this host that is no longer running.
@@ -31,8 +31,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from compressflow.executor.locks import process_is_alive
-from compressflow.executor.remote_store import ObjectStore
+from compressflow.cache.locks import process_is_alive
+from compressflow.cache.remote_store import ObjectStore
 
 TTL_ENV = "COMPRESSFLOW_LEASE_TTL"
 DEFAULT_TTL = 60.0

@@ -18,7 +18,7 @@ died; the next writer of the key (holding its lease) and ``cache gc`` delete the
 
 Reading checks the manifest and lists the upload: every file present with its size (always).
 Files are downloaded into a local read-through copy, a plain local
-:class:`~compressflow.executor.cache.Cache` at ``$COMPRESSFLOW_LOCAL_CACHE/<hash of URL>``
+:class:`~compressflow.cache.local.Cache` at ``$COMPRESSFLOW_LOCAL_CACHE/<hash of URL>``
 (default ``~/.cache/compressflow/remote/<hash of URL>``), and hashed on the way: an entry is
 consumed only after every sha256 matched, and after the paths its ``artifact.json`` names were
 found among its own files. A damaged entry is reported, removed and recomputed.
@@ -41,16 +41,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache import (
+from compressflow.cache.local import (
     UNKNOWN_STAGE, Cache, CacheEntry, EntryInfo, EntryProblem, Status, read_listed_files)
-from compressflow.executor.cache_fs import TreeScan
-from compressflow.executor.cache_manifest import (
+from compressflow.cache.local_fs import TreeScan
+from compressflow.cache.manifest import (
     KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, read_key_doc, structure_problems)
-from compressflow.executor.cache_names import check_key, is_key, short_key
-from compressflow.executor.cache_refs import RefRecord, RefStore
-from compressflow.executor.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
-from compressflow.executor.remote_locks import LeaseLock
-from compressflow.executor.remote_store import ObjectStore, Tagged, open_store
+from compressflow.cache.names import check_key, is_key, short_key
+from compressflow.cache.refs import RefRecord, RefStore
+from compressflow.cache.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
+from compressflow.cache.remote_locks import LeaseLock
+from compressflow.cache.remote_store import ObjectStore, Tagged, open_store
 
 LOCAL_CACHE_ENV = "COMPRESSFLOW_LOCAL_CACHE"
 _UPLOAD_PATTERN = re.compile(r"[0-9a-f]{16}")
@@ -118,7 +118,7 @@ class _StoreFiles:
 
 
 class RemoteCache:
-    """The cache at an fsspec URL; the same API as :class:`~compressflow.executor.cache.Cache`.
+    """The cache at an fsspec URL; the same API as :class:`~compressflow.cache.local.Cache`.
 
     ``local_dir`` is the read-through copy (default :func:`local_copy_dir` of ``url``).
     ``entry_dir`` and ``CacheEntry.path`` are paths in the local copy; :meth:`entry_dir`
@@ -146,7 +146,7 @@ class RemoteCache:
 
     def spec(self):
         """How another process or machine opens this cache: URL, storage options, read-through copy, rehashing."""
-        from compressflow.executor.cache_open import CacheSpec
+        from compressflow.cache.open import CacheSpec
 
         return CacheSpec(self.root, storage_options=self._storage_options, local_dir=self._asked_local_dir,
                          verify_reads=self.verify_reads)

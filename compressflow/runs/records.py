@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import CompressflowError, UsageError
-from compressflow.executor.locks import process_is_alive
+from compressflow.cache.locks import process_is_alive
 
 RECORD_FILE = "run.json"
 RECORD_FORMAT = 1

@@ -13,7 +13,7 @@ EXIT_OK, EXIT_DAMAGED = 0, 1
 
 def _cache_for(args, pipelines):
     from compressflow.api import CACHE_ENV, open_cache
-    from compressflow.executor.cache_open import open_cache_at
+    from compressflow.cache.open import open_cache_at
 
     if args.cache or not pipelines:
         root = args.cache or os.environ.get(CACHE_ENV) or _nearby_cache(args.cache_command)
@@ -24,7 +24,7 @@ def _cache_for(args, pipelines):
 def _nearby_cache(command: str) -> str:
     """The cache of the pipelines here or one folder down (``.compressflow/cache`` beside them);
     a usage error listing them when there are several."""
-    from compressflow.run_lookup import PIPELINE_SUFFIXES, nearby_folders, shown_path
+    from compressflow.runs.lookup import PIPELINE_SUFFIXES, nearby_folders, shown_path
 
     found = [folder / ".compressflow" / "cache" for folder in nearby_folders()]
     found = [cache for cache in found if cache.is_dir()]
@@ -98,7 +98,7 @@ def _verify(cache, remove: bool) -> int:
 
 
 def _gc(cache, pipelines, args) -> int:
-    from compressflow.executor.gc_selection import select_keep
+    from compressflow.cache.gc_selection import select_keep
 
     def keep():
         return select_keep(cache, pipelines, scoped=args.scope or args.only_given,

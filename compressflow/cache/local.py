@@ -39,15 +39,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
 from compressflow.errors import CacheError
-from compressflow.executor.cache_fs import LocalFS
-from compressflow.executor.cache_manifest import (
+from compressflow.cache.local_fs import LocalFS
+from compressflow.cache.manifest import (
     KEY_DOC_NAME, MANIFEST_NAME, RESERVED_NAMES, EntryCheck, build_manifest, check_entry, encode_json)
-from compressflow.executor.cache_names import (
+from compressflow.cache.names import (
     check_key, doomed_entry_name, host_tag, is_key, short_key, temp_entry_name, temp_owner)
-from compressflow.executor.cache_refs import RefRecord, RefStore
-from compressflow.executor.entry_paths import ARTIFACT_NAME, named_path_problems
-from compressflow.executor.locks import KeyLock, process_is_alive
-from compressflow.executor.run_lock import RUN_LOCK_NAME, RunLock
+from compressflow.cache.refs import RefRecord, RefStore
+from compressflow.cache.entry_paths import ARTIFACT_NAME, named_path_problems
+from compressflow.cache.locks import KeyLock, process_is_alive
+from compressflow.cache.run_lock import RUN_LOCK_NAME, RunLock
 
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 _PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
@@ -132,8 +132,8 @@ class Cache:
         return f"Cache({str(self.root)!r})"
 
     def spec(self):
-        """How another process opens this cache (a picklable :class:`~compressflow.executor.cache_open.CacheSpec`)."""
-        from compressflow.executor.cache_open import CacheSpec
+        """How another process opens this cache (a picklable :class:`~compressflow.cache.open.CacheSpec`)."""
+        from compressflow.cache.open import CacheSpec
 
         return CacheSpec(str(self.root), verify_reads=self.verify_reads)
 
@@ -155,7 +155,7 @@ class Cache:
         """A context in which no other process uses the cache: what :meth:`gc` holds while it removes.
 
         While runs use the cache, waits (telling ``on_wait``, default ``log``, which) or, without
-        ``wait``, raises :class:`~compressflow.executor.run_lock.CacheInUse` (exit status 2) naming them.
+        ``wait``, raises :class:`~compressflow.cache.run_lock.CacheInUse` (exit status 2) naming them.
         Hold it around computing what to keep, too: a run started meanwhile waits.
         """
         self._fix_links_above(self.root / "locks" / RUN_LOCK_NAME, outcome="removing the link")
@@ -478,7 +478,7 @@ class Cache:
         where the cache's folders belong (the links only, reported).
 
         Holds the run lock exclusively (see :meth:`exclusive`: waits for live runs, or raises
-        :class:`~compressflow.executor.run_lock.CacheInUse` without ``wait``); entries whose lock
+        :class:`~compressflow.cache.run_lock.CacheInUse` without ``wait``); entries whose lock
         another process holds are left alone too. Returns (entries removed, bytes freed,
         temporary directories included).
         """

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from compressflow.errors import CacheError, CompressflowError
-from compressflow.executor.cache_names import host_tag
-from compressflow.executor.locks import open_lock_file, process_is_alive
+from compressflow.cache.names import host_tag
+from compressflow.cache.locks import open_lock_file, process_is_alive
 
 RUN_LOCK_NAME = "runs.lock"
 RECORDS_DIR = "runs"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import UsageError
-from compressflow.records import (LATEST, RECORD_FILE, is_record_path, list_records, pick_record, read_record,
+from compressflow.runs.records import (LATEST, RECORD_FILE, is_record_path, list_records, pick_record, read_record,
                                   recorded_file, runs_root)
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")

@@ -1,9 +1,9 @@
 """Open the cache at a location: a local folder, or any fsspec URL.
 
-* a path, or a ``file://`` URL: :class:`~compressflow.executor.cache.Cache` (``flock`` locks,
+* a path, or a ``file://`` URL: :class:`~compressflow.cache.local.Cache` (``flock`` locks,
   atomic renames; also right for a shared file system mounted at the same path everywhere);
 * any other URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``):
-  :class:`~compressflow.executor.remote_cache.RemoteCache`, with a local read-through copy.
+  :class:`~compressflow.cache.remote.RemoteCache`, with a local read-through copy.
 
 Both offer the same methods, so the executor does not care which one it has. :class:`CacheSpec`
 (from ``cache.spec()``) is how a worker process or machine opens the same cache as the run.
@@ -38,13 +38,13 @@ def open_cache_at(location: str | os.PathLike[str], *, log: Callable[[str], None
     """The cache at ``location`` (a folder or a URL).
 
     ``local_dir`` is the read-through copy of a remote cache (default: see
-    :func:`~compressflow.executor.remote_cache.local_copy_dir`); ``storage_options`` go to fsspec.
+    :func:`~compressflow.cache.remote.local_copy_dir`); ``storage_options`` go to fsspec.
     """
     if is_remote(location):
-        from compressflow.executor.remote_cache import RemoteCache
+        from compressflow.cache.remote import RemoteCache
 
         return RemoteCache(os.fspath(location), log=log, local_dir=local_dir, storage_options=storage_options)
-    from compressflow.executor.cache import Cache
+    from compressflow.cache.local import Cache
 
     return Cache(local_path(location), log=log)
 

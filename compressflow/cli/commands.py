@@ -1,4 +1,4 @@
-"""What each CLI command does (argument parsing lives in :mod:`compressflow.cli`)."""
+"""What each CLI command does (argument parsing lives in :mod:`compressflow.cli.parser`)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def _plan(args, pipeline, cache):
 
 def cmd_run(args, argv: list[str]) -> int:
     from compressflow import api
-    from compressflow.failure_hints import failure_hint
-    from compressflow.progress import make_reporter
+    from compressflow.cli.failure_hints import failure_hint
+    from compressflow.cli.progress import make_reporter
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -106,7 +106,7 @@ def cmd_check(args, argv: list[str]) -> int:
 
 
 def cmd_dag(args, argv: list[str]) -> int:
-    from compressflow.dag_render import render_dag
+    from compressflow.cli.dag_render import render_dag
 
     pipeline = _load(args)
     statuses = None if args.no_status else _dag_statuses(args, pipeline)
@@ -131,13 +131,13 @@ def _dag_statuses(args, pipeline) -> dict[str, str] | None:
 
 
 def cmd_runs(args, argv: list[str]) -> int:
-    from compressflow import record_commands
+    from compressflow.cli import record_commands
 
     return record_commands.list_runs(args)
 
 
 def cmd_show(args, argv: list[str]) -> int:
-    from compressflow import record_commands
+    from compressflow.cli import record_commands
 
     return record_commands.show_run(args)
 
@@ -149,7 +149,7 @@ def cmd_report(args, argv: list[str]) -> int:
 
 
 def cmd_init(args, argv: list[str]) -> int:
-    from compressflow.starter import write_starter
+    from compressflow.cli.starter import write_starter
 
     return write_starter(args)
 
@@ -169,6 +169,6 @@ def cmd_stages(args, argv: list[str]) -> int:
 
 
 def cmd_cache(args, argv: list[str]) -> int:
-    from compressflow import cache_commands
+    from compressflow.cli import cache_commands
 
     return cache_commands.run(args)

@@ -2,7 +2,7 @@
 and for each variant of the pipeline (its ``--set`` overrides), so `cache gc` keeps what each uses.
 
 Stored as ``<refs>/<scope>/<stage>.json`` and ``<refs>/<scope>/variants/<variant id>/<stage>.json``
-with the names passed through :func:`~compressflow.executor.cache_names.encode_name`, so no name
+with the names passed through :func:`~compressflow.cache.names.encode_name`, so no name
 can leave ``<refs>``; the variant id is ``base`` for the pipeline as written, else a hash of its overrides.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compressflow.executor.cache_fs import LocalFS
-from compressflow.executor.cache_manifest import encode_json
-from compressflow.executor.cache_names import check_key, encode_name
+from compressflow.cache.local_fs import LocalFS
+from compressflow.cache.manifest import encode_json
+from compressflow.cache.names import check_key, encode_name
 
 
 VARIANTS_FOLDER = "variants"

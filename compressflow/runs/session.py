@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.executor.events import EVENTS_DIR, EventTailer
-from compressflow.records import (FAILED, INTERRUPTED, OK, RUNNING, RunRecorder, build_record, new_run_id,
+from compressflow.runs.records import (FAILED, INTERRUPTED, OK, RUNNING, RunRecorder, build_record, new_run_id,
                                   runs_root, write_record)
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compressflow.run_lookup import PipelineRuns, describe_groups, latest_file, locate_run, nearby_records
+from compressflow.runs.lookup import PipelineRuns, describe_groups, latest_file, locate_run, nearby_records
 
 EXIT_OK = 0
 
@@ -76,7 +76,7 @@ def show_run(args) -> int:
 def format_record(record: dict[str, Any]) -> str:
     """A run record as readable text."""
     from compressflow.stages.report_table import format_table
-    from compressflow.text_wrap import fit_last_column, terminal_width, wrap_message
+    from compressflow.cli.text_wrap import fit_last_column, terminal_width, wrap_message
 
     pipeline = record.get("pipeline", {})
     lines = [f"run {record['id']}  {record.get('status', '?')}",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import UsageError
-from compressflow.executor.cache_fs import FileDigest
+from compressflow.cache.local_fs import FileDigest
 
 _CHUNK = 1 << 20
 #: Protocols whose conditional writes are atomic on the server.

@@ -1,6 +1,6 @@
 """The file-system operations the cache is built from, for a local disk.
 
-:class:`~compressflow.executor.cache.Cache` touches storage only through a
+:class:`~compressflow.cache.local.Cache` touches storage only through a
 :class:`LocalFS`. A remote backend (fsspec, S3) would provide the same small set of
 operations with its own meaning of "atomic": there, publishing an entry is uploading its
 files and then its manifest, and ``rename_dir`` becomes a conditional put of the manifest.
@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compressflow.executor.cache_names import temp_file_name
+from compressflow.cache.names import temp_file_name
 
 _CHUNK = 1 << 20
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH

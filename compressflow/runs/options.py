@@ -50,7 +50,7 @@ def build_runner(args, cache, plan, to_run: list[str]):
 
 
 def _dask_runner(args, cache, plan, to_run: list[str]):
-    from compressflow.executor.cache_open import is_remote
+    from compressflow.cache.open import is_remote
     from compressflow.executor.dask_runner import DaskRunner, import_distributed, parse_resources
 
     if args.jobs != 1:

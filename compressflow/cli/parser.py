@@ -7,17 +7,14 @@ Exit status: 0 success, 1 a stage failed, 2 invalid pipeline or usage, 130 inter
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from compressflow import __version__
 from compressflow.errors import CompressflowError
-from compressflow.executor_options import add_executor_args
+from compressflow.runs.options import add_executor_args
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 EXIT_STATUS_HELP = ("exit status: 0 success, 1 a stage failed, 2 invalid pipeline or usage, "
@@ -197,13 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         # NOTE: imported inside the try so that Ctrl-C while modules load is a clean interruption too.
-        from compressflow import commands
+        from compressflow.cli import commands
 
         return commands.dispatch(args, argv)
     except CompressflowError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        from compressflow.cli.failure_hints import resume_command
+
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"\n{what}; stages that finished are cached. Resume with:\n  {resume_command(argv)}",
               file=sys.stderr)
@@ -215,19 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def resume_command(argv: list[str]) -> str:
-    """The command that resumes this one: the same command (finished stages are cached)."""
-    return shlex.join(["compressflow", *argv])
-
-
-def print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def pipeline_label(path: str) -> str:
-    return str(Path(path))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,1 @@
+"""The command line: the parser, the commands, the console and live progress, the starter."""
