@@ -14,7 +14,7 @@ from compressflow.executor.graph import Selection, build_graph, execution_order,
 from compressflow.executor.keys import StageKey, stage_key
 from compressflow.fingerprints import HASH_STATE_NAME, release_state, save_pending, use_state
 from compressflow.dsl.gc_pause import cyclic_gc_paused
-from compressflow.executor.machine import describe_machine
+from compressflow.stages.machine import describe_machine
 from compressflow.stages.base import Environment, Stage
 
 CACHED = "cached"
@@ -51,6 +51,8 @@ class Plan:
     graph: nx.DiGraph
     env: Environment
     stages: dict[str, PlannedStage]
+    _lineage_entries: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    _positions: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def to_run(self) -> list[str]:
         return [n for n, s in self.stages.items() if s.action == RUN]
@@ -67,6 +69,27 @@ class Plan:
     def inputs_of(self, name: str) -> dict[str, str | list[str]]:
         """Reference fields of ``name`` (without ``after``) mapped to stage name(s)."""
         return input_refs(self.stages[name].stage)
+
+    def lineage_of(self, name: str) -> list[dict[str, Any]]:
+        """``name`` and every stage upstream of it, in plan order: ``{"stage", "type", "key", "config", "versions"}``.
+
+        Each stage's entry is built once per plan and shared by the lineages that hold it, and
+        the upstream walk visits only the stages upstream: the tasks of a sweep of N variants
+        cost O(N) together, not O(N^2).
+        """
+        if not self._positions:
+            self._positions.update((stage_name, i) for i, stage_name in enumerate(self.stages))
+        upstream = upstream_of(self.graph, {name})
+        return [self._lineage_entry(s) for s in sorted(upstream, key=self._positions.__getitem__)]
+
+    def _lineage_entry(self, name: str) -> dict[str, Any]:
+        entry = self._lineage_entries.get(name)
+        if entry is None:
+            item = self.stages[name]
+            entry = {"stage": name, "type": item.stage.kind, "key": item.key.key,
+                     "config": item.stage.model_dump(mode="json"), "versions": item.key.doc.get("versions", {})}
+            self._lineage_entries[name] = entry
+        return entry
 
 
 def input_refs(stage: Stage) -> dict[str, str | list[str]]:
@@ -116,7 +139,12 @@ def needed_stages(graph: nx.DiGraph, requested: set[str]) -> set[str]:
     # NOTE: one multi-source walk; nx.ancestors per requested stage is quadratic on long chains.
     if len(requested) == graph.number_of_nodes():
         return set(requested)
-    needed, stack = set(requested), list(requested)
+    return upstream_of(graph, requested)
+
+
+def upstream_of(graph: nx.DiGraph, names: set[str]) -> set[str]:
+    """``names`` and every stage they depend on, directly or not."""
+    needed, stack = set(names), list(names)
     while stack:
         for parent in graph.predecessors(stack.pop()):
             if parent not in needed:

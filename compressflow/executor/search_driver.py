@@ -3,7 +3,7 @@
 When the scheduler reaches a search stage it calls :func:`run_search` in the main process. Per
 round, it asks the study for as many trials as the runner has room for (``--jobs``), instantiates
 the recipe for each (:mod:`compressflow.executor.search_trials`), runs their stages with
-:func:`compressflow.executor.scheduler.run_plan` (a trial seen before is a cache hit) and tells the
+:func:`compressflow.executor.schedule_loop.run_plan` (a trial seen before is a cache hit) and tells the
 study each trial's measured objective and constraints. The study's journal lives beside the cache
 (:mod:`compressflow.executor.search_study`), so an interrupted search resumes: finished trials
 stay, the interrupted one is asked again with the same params. The search's own entry holds a
@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from compressflow.errors import CompressflowError, GateFailed, StageFailed
+from compressflow.executor.schedule_loop import run_plan
 from compressflow.executor.search_early_stop import Verdict, judge_intermediate
 from compressflow.executor.search_study import counted, distributions, grid_size, make_sampler, open_study
 from compressflow.executor.search_trials import TrialStages, trial_stages, trials_plan
@@ -179,12 +180,10 @@ def _run_trial_stages(plan, cache, runner, reporter, stage, trials: list[TrialSt
 
 
 def _run_part(plan, cache, runner, reporter, trials: list[TrialStages], ran: _TrialsRun, options: dict) -> None:
-    from compressflow.executor.scheduler import run_plan
-
     trial_plan = trials_plan(plan, cache, trials)
     names = {n for t in trials for n in t.stages if n not in ran.outcomes}
     ran.add(trial_plan, run_plan(trial_plan, cache, runner, _TrialReporter(reporter, names), keep_going=True,
-                                 **options))
+                                 drive=submit_search, **options))
 
 
 def _tell(study, stage, trial, stages: TrialStages | None, error: str | None, ran: _TrialsRun, cache) -> None:
