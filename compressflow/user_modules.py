@@ -20,7 +20,7 @@ import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
 
-from compressflow.stages.base import tree_sha256
+from compressflow.fingerprints import tree_sha256
 
 
 def find_module_source(module: str, root: Path | None = None) -> Path | None:

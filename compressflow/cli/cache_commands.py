@@ -98,7 +98,7 @@ def _verify(cache, remove: bool) -> int:
 
 
 def _gc(cache, pipelines, args) -> int:
-    from compressflow.cache.gc_selection import select_keep
+    from compressflow.cli.gc_selection import select_keep
 
     def keep():
         return select_keep(cache, pipelines, scoped=args.scope or args.only_given,

@@ -212,7 +212,7 @@ class StreamSplits:
                              validation_data=self.validation_stream(batch_size), callbacks=callbacks, verbose=0)
 
     def evaluate(self, model, objective, batch_size: int = READ_BATCH) -> dict[str, float]:
-        """Loss and metrics of ``model`` on each split, batch by batch (keys as :func:`tfutil.evaluate`'s)."""
+        """Loss and metrics of ``model`` on each split, batch by batch (keys as :func:`keras_training.evaluate`'s)."""
         results = {}
         for prefix, split in (("", "train"), ("val_", "validation")):
             ds = self.split_stream(split, batch_size)

@@ -20,7 +20,7 @@ from typing import Any
 
 from compressflow.executor.process_setup import loads_models
 from compressflow.fingerprints import distribution_version
-from compressflow.executor.machine import machine_fingerprint
+from compressflow.stages.machine import machine_fingerprint
 from compressflow.stages.base import Environment, Stage, derive_seed
 from compressflow.stages.code_sources import code_fingerprints
 

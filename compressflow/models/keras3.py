@@ -28,7 +28,7 @@ from compressflow.models.keras3_config import (KerasTranslationError, to_keras3_
 ORIGIN_KEY = "keras_origin"
 ORIGIN_VERSION_KEY = "keras_origin_version"
 KERAS3_ORIGIN = "keras3"
-# What every stage that remakes a model carries over from its input (see tfutil.carried_meta).
+# What every stage that remakes a model carries over from its input (see model_io.carried_meta).
 CARRIED_META = (ORIGIN_KEY, ORIGIN_VERSION_KEY)
 # Predictions of a translated model may differ from the original's by this much, relative to the
 # largest output (at least 1). NOTE: both run TensorFlow kernels on the same weights, but not always

@@ -23,7 +23,7 @@ def weighted_layers(model):
 
 def sort_layers(model, selection, why_not) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """(taken layers, {skipped layer: reason}, {skipped layer: class}) as ``wrap_selected_layers`` decides."""
-    from compressflow.stages.prune import selected
+    from compressflow.stages.layer_selection import selected
 
     taken, skipped, classes = [], {}, {}
     for layer in weighted_layers(model):

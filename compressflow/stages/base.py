@@ -252,7 +252,7 @@ class Stage(_TypeNamed):
     def depends_on_machine(self) -> bool:
         """Whether the output holds a measurement of the machine that runs it (a latency).
 
-        Then the machine's fingerprint (:mod:`compressflow.executor.machine`) is in the cache key: another
+        Then the machine's fingerprint (:mod:`compressflow.stages.machine`) is in the cache key: another
         machine measures again instead of reusing this one's numbers.
         """
         return False

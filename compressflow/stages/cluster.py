@@ -41,25 +41,25 @@ epochs: 3
 
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
-        from compressflow.stages import tfutil
+        from compressflow.stages import keras_training, layer_selection, model_io, tfutil
         from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective, validation_summary
 
         tfutil.seed_everything(ctx.seed)
-        model = tfutil.load_input_model(ctx)
+        model = model_io.load_input_model(ctx)
         splits = load_splits(ctx.dataset(self.data), ctx.env)
-        tfutil.check_data_fits(model, splits, self.data)
+        keras_training.check_data_fits(model, splits, self.data)
         objective = training_objective(self, model, splits, ctx)
-        wrapped, clustered, skipped = cluster_layers(model, self, ctx.log, tfutil.details_printer(ctx.name))
+        wrapped, clustered, skipped = cluster_layers(model, self, ctx.log, layer_selection.details_printer(ctx.name))
         with batchnorm_mode(wrapped, self.batchnorm, ctx.log):
-            tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                                 objective=objective)
-            training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                                  early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+            keras_training.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                         objective=objective)
+            training = keras_training.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                          early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         stripped = tfutil.tfmot().clustering.keras.strip_clustering(wrapped)
         stats = tfutil.kernel_stats(stripped)
         unique = {name: s["unique"] for name, s in stats.items() if name.split("/")[0] in clustered}
-        final = tfutil.evaluate(stripped, splits, objective=objective)
+        final = keras_training.evaluate(stripped, splits, objective=objective)
         sparsity = tfutil.overall_sparsity(stats)
         ctx.log("unique weights " + ", ".join(f"{name} {count}" for name, count in unique.items())
                 + f"; sparsity {sparsity:.4f}; {validation_summary(final)}")
@@ -67,8 +67,8 @@ epochs: 3
                                         "number_of_clusters": self.number_of_clusters, "skipped": skipped,
                                         "epochs_run": training["epochs_run"], "history": training["history"],
                                         "kernels": stats})
-        tfutil.save_keras_model(stripped, ctx, unique_weights=unique, sparsity=sparsity,
-                                **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
+        model_io.save_keras_model(stripped, ctx, unique_weights=unique, sparsity=sparsity,
+                                  **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
 
 
 # --------------------------------------------------------------------------- helpers (TensorFlow inside)
@@ -104,7 +104,8 @@ def cluster_layers(model, stage: ClusterStage, log, details=None):
     Returns ``(wrapped model, names of clustered layers, {skipped layer: reason})``; layers
     skipped for one reason are logged in one line, their names go to ``details``.
     """
-    from compressflow.stages.tfutil import tfmot, wrap_selected_layers
+    from compressflow.stages.layer_selection import wrap_selected_layers
+    from compressflow.stages.tfutil import tfmot
 
     clustering = tfmot().clustering.keras
     init = getattr(clustering.CentroidInitialization, stage.centroid_init.upper())

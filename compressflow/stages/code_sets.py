@@ -7,9 +7,10 @@ the lists against the imports). Plain names only: nothing is imported from here.
 
 from __future__ import annotations
 
-#: What every TensorFlow stage goes through: ``tfutil`` and what it calls (data splits, model checks).
+#: What every TensorFlow stage goes through: ``tfutil``, model files, training and what they call.
 TF_CODE = (
-    "compressflow.stages.tfutil", "compressflow.stages.prune", "compressflow.stages.options",
+    "compressflow.stages.tfutil", "compressflow.stages.model_io", "compressflow.stages.keras_training",
+    "compressflow.stages.layer_selection", "compressflow.stages.prune", "compressflow.stages.options",
     "compressflow.stages.batchnorm", "compressflow.stages.saved_model",
     "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
     "compressflow.data.streams", "compressflow.data.function_result", "compressflow.data.tfrecord",
@@ -17,7 +18,8 @@ TF_CODE = (
     "compressflow.fingerprints",
     # losses, metrics and the task behind them
     "compressflow.stages.losses", "compressflow.stages.keras_names", "compressflow.stages.tasks",
-    "compressflow.stages.objective", "compressflow.stages.prediction_metrics", "compressflow.stages.measure",
+    "compressflow.stages.objective", "compressflow.stages.prediction_metrics", "compressflow.stages.metric_values",
+    "compressflow.stages.measure",
 )
 
 #: Measuring models (evaluate, and what reads its metrics).
@@ -25,7 +27,7 @@ EVALUATE_CODE = TF_CODE + (
     "compressflow.stages.gates", "compressflow.stages.model_measurements", "compressflow.stages.measure",
     "compressflow.stages.keras_artifacts", "compressflow.stages.litert_runner", "compressflow.stages.tflite_weights",
     "compressflow.stages.report_table", "compressflow.stages.qat", "compressflow.stages.saved_model_run",
-    "compressflow.stages.tflite_convert", "compressflow.executor.machine", "compressflow.stages.numerics_lines",
+    "compressflow.stages.tflite_convert", "compressflow.stages.machine", "compressflow.stages.numerics_lines",
 )
 
 #: Converting to TFLite and describing the result.

@@ -46,17 +46,17 @@ epochs: 20
 
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
-        from compressflow.stages import tfutil
+        from compressflow.stages import keras_training, model_io, tfutil
         from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective, validation_summary
         from compressflow.stages.tasks import REGRESSION
 
         tfutil.seed_everything(ctx.seed)
-        teacher = tfutil.load_input_model(ctx, "teacher")
-        student = tfutil.load_input_model(ctx, "student")
+        teacher = model_io.load_input_model(ctx, "teacher")
+        student = model_io.load_input_model(ctx, "student")
         splits = load_splits(ctx.dataset(self.data), ctx.env)
-        tfutil.check_data_fits(teacher, splits, self.data)
-        tfutil.check_data_fits(student, splits, self.data)
+        keras_training.check_data_fits(teacher, splits, self.data)
+        keras_training.check_data_fits(student, splits, self.data)
         if teacher.output_shape[-1] != student.output_shape[-1]:
             raise StageFailed(f"teacher {ctx.input('teacher').stage!r} has {teacher.output_shape[-1]} outputs but "
                               f"student {ctx.input('student').stage!r} has {student.output_shape[-1]}")
@@ -64,8 +64,9 @@ epochs: 20
                           else self.teacher_outputs == "logits")
         student_logits = tfutil.outputs_logits(student)
         objective = training_objective(self, student, splits, ctx, from_logits=student_logits)
-        teacher_scores = tfutil.evaluate(teacher, splits, objective=replace(objective, from_logits=teacher_logits))
-        before = tfutil.evaluate(student, splits, objective=objective)
+        teacher_objective = replace(objective, from_logits=teacher_logits)
+        teacher_scores = keras_training.evaluate(teacher, splits, objective=teacher_objective)
+        before = keras_training.evaluate(student, splits, objective=objective)
         ctx.log(f"teacher {validation_summary(teacher_scores)} ({'logits' if teacher_logits else 'probabilities'}); "
                 f"student before {validation_summary(before)} ({'logits' if student_logits else 'probabilities'})")
         distiller = make_distiller(student, teacher, temperature=self.temperature, alpha=self.alpha,
@@ -73,18 +74,18 @@ epochs: 20
                                    hard_loss=objective.loss_object(), metrics=objective.metric_objects(),
                                    soft="mse" if objective.task == REGRESSION else "kl")
         with batchnorm_mode(student, self.batchnorm, ctx.log):
-            distiller.compile(optimizer=tfutil.make_optimizer(self.optimizer, self.learning_rate))
-            training = tfutil.fit(distiller, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                                  early_stopping=self.early_stopping, learning_rate=self.learning_rate)
-        after = tfutil.evaluate(student, splits, objective=objective)
+            distiller.compile(optimizer=keras_training.make_optimizer(self.optimizer, self.learning_rate))
+            training = keras_training.fit(distiller, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                          early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+        after = keras_training.evaluate(student, splits, objective=objective)
         ctx.log("student after  " + "  ".join(f"{key} {value:.4f}" for key, value in after.items()))
         history = training["history"]
         ctx.write_json("metrics.json", {
             **after, "teacher": teacher_scores, "student_before": before,
             **{key: values[-1] for key, values in history.items() if key.endswith(("hard_loss", "soft_loss"))},
             "epochs_run": training["epochs_run"], "history": history})
-        tfutil.save_keras_model(student, ctx, temperature=self.temperature, alpha=self.alpha,
-                                **{key: after[key] for key in ("accuracy", "val_accuracy") if key in after})
+        model_io.save_keras_model(student, ctx, temperature=self.temperature, alpha=self.alpha,
+                                  **{key: after[key] for key in ("accuracy", "val_accuracy") if key in after})
 
 
 def make_distiller(student, teacher, *, temperature: float, alpha: float, teacher_logits: bool,

@@ -7,7 +7,7 @@ and F1 for multilabel, and the stage's own ``metrics:``; nothing that does not a
 Output: ``metrics.json`` ``{"baseline": name | null, "models": {stage name: {metric: value}},
 "data": {...}, "notes": [...], "warnings": [...], "machine": {"id", "description"} | null}`` and ``table.txt``
 (printed at the end of a run). Latency depends on the machine: the stage is keyed by the machine that
-measures it (see :mod:`compressflow.executor.machine`), so another machine measures again, and a note names it.
+measures it (see :mod:`compressflow.stages.machine`), so another machine measures again, and a note names it.
 
 A classifier that predicts one class for more than :data:`ONE_CLASS_SHARE` of the samples
 (when the labels are not that lopsided) gets a warning, in the stage's log, ``warnings`` and
@@ -287,7 +287,7 @@ require: {max_accuracy_drop: 0.01}
 
 def measuring_machine(stage: EvaluateStage, notes: list[str]) -> dict[str, str] | None:
     """The machine that measures the latency (None when none is measured); ``notes`` get a line naming it."""
-    from compressflow.executor.machine import describe_machine, machine_fingerprint
+    from compressflow.stages.machine import describe_machine, machine_fingerprint
 
     if not stage.depends_on_machine():
         return None

@@ -42,14 +42,14 @@ early_stopping: {monitor: val_accuracy, patience: 3}
 
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
-        from compressflow.stages import tfutil
+        from compressflow.stages import keras_training, model_io, tfutil
         from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective
 
         tfutil.seed_everything(ctx.seed)
-        model = tfutil.load_input_model(ctx)
+        model = model_io.load_input_model(ctx)
         splits = load_splits(ctx.dataset(self.data), ctx.env)
-        tfutil.check_data_fits(model, splits, self.data)
+        keras_training.check_data_fits(model, splits, self.data)
         before = tfutil.kernel_stats(model)
         constraints = tfutil.structure_constraints(model, sparsity=self.preserve_sparsity,
                                                    clusters=self.preserve_clusters)
@@ -58,22 +58,22 @@ early_stopping: {monitor: val_accuracy, patience: 3}
         objective = training_objective(self, model, splits, ctx, from_logits=from_logits)
         keeper = [tfutil.structure_keeper(constraints)] if constraints else []
         with batchnorm_mode(model, self.batchnorm, ctx.log):
-            tfutil.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                                 objective=objective)
-            training = tfutil.fit(model, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                                  callbacks=keeper, early_stopping=self.early_stopping,
-                                  learning_rate=self.learning_rate)
+            keras_training.compile_model(model, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                         objective=objective)
+            training = keras_training.fit(model, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                          callbacks=keeper, early_stopping=self.early_stopping,
+                                          learning_rate=self.learning_rate)
         after = tfutil.kernel_stats(model)
         self._check_kept(before, after, clustered={c["name"] for c in constraints if c["index"] is not None})
-        final = tfutil.evaluate(model, splits, objective=objective)
+        final = keras_training.evaluate(model, splits, objective=objective)
         sparsity = tfutil.overall_sparsity(after)
         ctx.log("final  " + "  ".join(f"{key} {value:.4f}" for key, value in final.items())
                 + f"  sparsity {sparsity:.4f}")
         ctx.write_json("metrics.json", {**final, "sparsity": sparsity, "epochs_run": training["epochs_run"],
                                         "history": training["history"], "kernels": after,
                                         "kept": [c["name"] for c in constraints]})
-        tfutil.save_keras_model(model, ctx, sparsity=sparsity, from_logits=from_logits,
-                                **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
+        model_io.save_keras_model(model, ctx, sparsity=sparsity, from_logits=from_logits,
+                                  **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
 
     def _check_kept(self, before: dict, after: dict, clustered: set[str]) -> None:
         """Fail loudly if a kernel lost zeros or a clustered kernel gained unique values (it must not happen)."""

@@ -27,14 +27,14 @@ def is_qat(artifact: Artifact) -> bool:
 def load_keras_artifact(artifact: Artifact):
     """A fresh copy of the Keras model of an artifact, in tfmot's quantize scope for QAT models
     (with the user's QuantizeConfig classes the QAT stage used, named in ``quantize_configs``)."""
-    from compressflow.stages import tfutil
+    from compressflow.stages import model_io, tfutil
 
     if not is_qat(artifact):
-        return tfutil.load_artifact_model(artifact)
+        return model_io.load_artifact_model(artifact)
     from compressflow.stages.qat import config_classes
 
     with tfutil.tfmot().quantization.keras.quantize_scope(config_classes(artifact.meta.get("quantize_configs", ()))):
-        return tfutil.load_artifact_model(artifact)
+        return model_io.load_artifact_model(artifact)
 
 
 def save_qat_model(model, ctx: StageContext, **meta: Any) -> None:
@@ -44,7 +44,7 @@ def save_qat_model(model, ctx: StageContext, **meta: Any) -> None:
     QuantizeLayer re-creates its variables on load and the weight counts differ);
     the HDF5 format round-trips it exactly.
     """
-    from compressflow.stages.tfutil import carried_meta
+    from compressflow.stages.model_io import carried_meta
 
     model.save(ctx.out_dir / QAT_FILE, save_format="h5", include_optimizer=False)
     ctx.set_output(KERAS_MODEL, QAT_FILE, qat=True, **{**carried_meta(ctx), **meta})

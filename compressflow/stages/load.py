@@ -116,7 +116,7 @@ args: {input_shape: [8, 8, 1], classes: 10}
     # -- run ------------------------------------------------------------------------
 
     def run(self, ctx) -> None:
-        from compressflow.stages import saved_model, tfutil
+        from compressflow.stages import model_io, saved_model, tfutil
 
         tfutil.seed_everything(ctx.seed)
         if self.path and saved_model.is_plain_saved_model(ctx.env.resolve_path(self.path, what="model path")):
@@ -137,8 +137,8 @@ args: {input_shape: [8, 8, 1], classes: 10}
         ctx.write_json("metrics.json", {"params": int(model.count_params()), "sparsity": sparsity,
                                         "kernels": stats})
         ctx.log(f"{self._what()}: {len(model.layers)} layers, {model.count_params():,} parameters")
-        tfutil.save_keras_model(model, ctx, **source, sparsity=sparsity,
-                                input_shape=_shape(model.input_shape), output_shape=_shape(model.output_shape))
+        model_io.save_keras_model(model, ctx, **source, sparsity=sparsity,
+                                  input_shape=_shape(model.input_shape), output_shape=_shape(model.output_shape))
 
     def _what(self) -> str:
         return f"model file {self.path}" if self.path else (

@@ -304,7 +304,7 @@ def _function_metric(function: Callable, key: str):
     """A metric averaging the user's numpy ``metric(y_true, y_pred)`` over batches."""
     import numpy as np
 
-    from compressflow.stages.prediction_metrics import call_metric
+    from compressflow.stages.metric_values import call_metric
     from compressflow.stages.tfutil import import_tensorflow, keras
 
     tf, k = import_tensorflow(), keras()

@@ -1,7 +1,7 @@
 """What a training stage optimises and reports: the dataset's task, the loss and the metrics.
 
 A training stage resolves it once (:func:`training_objective`), compiles with it and measures the
-trained model with it (``tfutil.compile_model`` / ``tfutil.evaluate``). TensorFlow is imported only
+trained model with it (``keras_training.compile_model`` / ``keras_training.evaluate``). TensorFlow is imported only
 to build the tf-keras objects.
 """
 
@@ -76,6 +76,6 @@ def training_objective(stage: Any, model: Any, splits: Any, ctx: Any, *, from_lo
 
 
 def validation_summary(results: dict[str, float]) -> str:
-    """``val_loss 0.1234, val_mae 0.2345`` from :func:`tfutil.evaluate`'s results (train figures when no split)."""
+    """``val_loss 0.1234, val_mae 0.2345`` from :func:`keras_training.evaluate`'s results (train figures if none)."""
     shown = {key: value for key, value in results.items() if key.startswith("val_")} or results
     return ", ".join(f"{key} {value:.4f}" for key, value in shown.items())

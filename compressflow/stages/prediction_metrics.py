@@ -8,21 +8,14 @@ numpy arrays. Only the user's tf-keras metrics import TensorFlow.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
 from compressflow.errors import StageFailed
 from compressflow.stages.measure import accuracy
+from compressflow.stages.metric_values import align, call_metric
 from compressflow.stages.tasks import CLASSIFICATION, MULTILABEL, REGRESSION
-
-
-def align(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """``y_pred`` in ``y_true``'s shape when they hold as many values (a one-unit output as ``(samples,)``)."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_pred.shape != y_true.shape and y_pred.size == y_true.size:
-        return y_pred.reshape(y_true.shape)
-    return y_pred
 
 
 def decision_threshold(scores: np.ndarray, from_logits: bool | None) -> float:
@@ -82,16 +75,6 @@ def task_metrics(task: str, scores: np.ndarray, labels: np.ndarray, *, top_k: It
     if task == CLASSIFICATION:
         return classification_metrics(scores, labels, top_k, from_logits)
     raise ValueError(f"unknown task {task!r}")
-
-
-def call_metric(function: Callable, y_true: np.ndarray, y_pred: np.ndarray, key: str) -> float:
-    """The user's numpy ``metric(y_true, y_pred)`` as one float (the mean, when it gives one per sample)."""
-    y_true = np.asarray(y_true)
-    value = function(y_true, align(y_true, y_pred))
-    try:
-        return float(np.mean(np.asarray(value, dtype=np.float64)))
-    except (TypeError, ValueError) as exc:
-        raise StageFailed(f"metric {key!r} returned {type(value).__name__} {value!r}, not a number") from exc
 
 
 def user_metrics(specs, scores: np.ndarray, labels: np.ndarray, *, task: str,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -109,32 +108,33 @@ exclude: [probs]
 
     def run(self, ctx) -> None:
         from compressflow.data.datasets import load_splits
-        from compressflow.stages import tfutil
+        from compressflow.stages import keras_training, layer_selection, model_io, tfutil
         from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective, validation_summary
 
         tfutil.seed_everything(ctx.seed)
-        model = tfutil.load_input_model(ctx)
+        model = model_io.load_input_model(ctx)
         splits = load_splits(ctx.dataset(self.data), ctx.env)
-        tfutil.check_data_fits(model, splits, self.data)
+        keras_training.check_data_fits(model, splits, self.data)
         objective = training_objective(self, model, splits, ctx)
         train_samples = splits.count("train") if getattr(splits, "streaming", False) else len(splits.x_train)
         steps_per_epoch = -(-train_samples // self.batch_size)
         schedule, plan = build_schedule(self, steps_per_epoch * self.epochs, steps_per_epoch, ctx.log)
-        wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log, tfutil.details_printer(ctx.name))
+        details = layer_selection.details_printer(ctx.name)
+        wrapped, pruned, skipped = prune_layers(model, self, schedule, ctx.log, details)
         callbacks = [tfutil.tfmot().sparsity.keras.UpdatePruningStep()]
         if ctx.tensorboard_dir is not None:  # training metrics and each layer's sparsity over the steps
             ctx.log(f"TensorBoard logs with pruning summaries: {ctx.tensorboard_dir}")
             callbacks.append(tfutil.tfmot().sparsity.keras.PruningSummaries(log_dir=str(ctx.tensorboard_dir)))
         with batchnorm_mode(wrapped, self.batchnorm, ctx.log):
-            tfutil.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                                 objective=objective)
-            training = tfutil.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                                  callbacks=callbacks, learning_rate=self.learning_rate)
+            keras_training.compile_model(wrapped, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                         objective=objective)
+            training = keras_training.fit(wrapped, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                          callbacks=callbacks, learning_rate=self.learning_rate)
         stripped = tfutil.tfmot().sparsity.keras.strip_pruning(wrapped)
         per_layer, overall = achieved_sparsity(stripped, pruned)
         target = target_sparsity(self)
-        final = tfutil.evaluate(stripped, splits, objective=objective)
+        final = keras_training.evaluate(stripped, splits, objective=objective)
         ctx.log(f"achieved sparsity {overall:.4f} (target {target:.4f}) over "
                 + ", ".join(f"{name} {value:.4f}" for name, value in per_layer.items())
                 + f"; {validation_summary(final)}")
@@ -142,8 +142,8 @@ exclude: [probs]
                                         "layers": per_layer, "skipped": skipped, "schedule": plan,
                                         "epochs_run": training["epochs_run"], "history": training["history"],
                                         "kernels": tfutil.kernel_stats(stripped)})
-        tfutil.save_keras_model(stripped, ctx, sparsity=overall, target_sparsity=target, pruned_layers=per_layer,
-                                **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
+        model_io.save_keras_model(stripped, ctx, sparsity=overall, target_sparsity=target, pruned_layers=per_layer,
+                                  **{key: final[key] for key in ("accuracy", "val_accuracy") if key in final})
 
 
 # --------------------------------------------------------------------------- helpers (TensorFlow inside)
@@ -215,9 +215,6 @@ def build_schedule(stage: PruneStage, total_steps: int, steps_per_epoch: int, lo
     return schedule, {"type": stage.schedule.type, **steps}
 
 
-def selected(name: str, include: list[str], exclude: list[str]) -> bool:
-    """Whether a layer name passes the include / exclude patterns (fnmatch)."""
-    return (not include or any(fnmatch(name, p) for p in include)) and not any(fnmatch(name, p) for p in exclude)
 
 
 def _why_not_prunable(layer, stage: PruneStage) -> str | None:
@@ -252,9 +249,10 @@ def prune_layers(model, stage: PruneStage, schedule, log: Callable[[str], None],
 
     Returns ``(wrapped model, names of pruned layers, {skipped layer: reason})``.
     Layers without weights are neither pruned nor reported; layers skipped for one reason
-    are logged in one line, their names go to ``details`` (see ``tfutil.log_skipped``).
+    are logged in one line, their names go to ``details`` (see ``layer_selection.log_skipped``).
     """
-    from compressflow.stages.tfutil import tfmot, wrap_selected_layers
+    from compressflow.stages.layer_selection import wrap_selected_layers
+    from compressflow.stages.tfutil import tfmot
 
     prune_low_magnitude = tfmot().sparsity.keras.prune_low_magnitude
     params: dict[str, Any] = {"pruning_schedule": schedule}

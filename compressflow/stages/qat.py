@@ -104,7 +104,7 @@ class LayerPlan:
 
     def log_float_layers(self, log: Callable[[str], None], details: Callable[[str], None]) -> None:
         """One line per reason layers stay float (names go to ``details`` when many share one)."""
-        from compressflow.stages.tfutil import log_skipped
+        from compressflow.stages.layer_selection import log_skipped
 
         unsupported = {name: f"{why}, kept float" for name, why in self.float_layers.items()
                        if why != NOT_SELECTED}

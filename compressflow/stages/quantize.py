@@ -250,29 +250,29 @@ representative_samples: 200
         return load_splits(ctx.dataset(self.data), ctx.env)
 
     def _train_quantization_aware(self, model, ctx) -> None:
-        from compressflow.stages import keras_artifacts, qat, tfutil
+        from compressflow.stages import keras_artifacts, keras_training, layer_selection, qat, tfutil
         from compressflow.stages.batchnorm import batchnorm_mode
         from compressflow.stages.objective import training_objective
 
         source = ctx.input("model")
         from_logits = tfutil.outputs_logits(model)
         splits = self._splits(ctx)
-        tfutil.check_data_fits(model, splits, self.data)
+        keras_training.check_data_fits(model, splits, self.data)
         objective = training_objective(self, model, splits, ctx, from_logits=from_logits)
         plan = qat.plan_layers(model, include=self.include, exclude=self.exclude, configs=self.quantize_configs)
-        plan.log_float_layers(ctx.log, tfutil.details_printer(ctx.name))
+        plan.log_float_layers(ctx.log, layer_selection.details_printer(ctx.name))
         quantized = qat.make_quantization_aware(model, self.scheme, plan)
         ctx.log(f"quantization-aware training of {len(plan.quantized)} layers, scheme {self.scheme}, "
                 f"{self.epochs} epochs")
         with batchnorm_mode(quantized, self.batchnorm, ctx.log):
-            tfutil.compile_model(quantized, optimizer=self.optimizer, learning_rate=self.learning_rate,
-                                 objective=objective)
-            history = tfutil.fit(quantized, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
-                                 early_stopping=self.early_stopping, learning_rate=self.learning_rate)
+            keras_training.compile_model(quantized, optimizer=self.optimizer, learning_rate=self.learning_rate,
+                                         objective=objective)
+            history = keras_training.fit(quantized, splits, ctx, epochs=self.epochs, batch_size=self.batch_size,
+                                         early_stopping=self.early_stopping, learning_rate=self.learning_rate)
         if self.scheme != "default":
             quantized = qat.as_default_scheme(quantized, keras_artifacts.load_keras_artifact(source), self.scheme,
                                               plan)
-        final = tfutil.evaluate(quantized, splits, objective=objective)
+        final = keras_training.evaluate(quantized, splits, objective=objective)
         ctx.log("after QAT: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(final.items())))
         carried = {"trusted": True} if source.meta.get("trusted") else {}
         configs = {"quantize_configs": sorted(set(plan.configs.values()))} if plan.configs else {}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from compressflow.executor.machine import MACHINE_ID_VARIABLE
+from compressflow.stages.machine import MACHINE_ID_VARIABLE
 
 from helpers import cli, write
 

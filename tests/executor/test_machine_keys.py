@@ -6,8 +6,8 @@ import pytest
 
 import compressflow.api
 from compressflow.api import open_cache
-from compressflow.executor.machine import MACHINE_ID_VARIABLE, cpu_model, machine_fingerprint
-import compressflow.executor.machine
+from compressflow.stages.machine import MACHINE_ID_VARIABLE, cpu_model, machine_fingerprint
+import compressflow.stages.machine
 
 from helpers import write
 
@@ -69,7 +69,7 @@ def test_a_machine_is_its_cpu_cores_system_and_runtimes(monkeypatch):
     monkeypatch.delenv(MACHINE_ID_VARIABLE, raising=False)
     machine = machine_fingerprint()
     assert len(machine["id"]) == 12 and int(machine["id"], 16) >= 0
-    parts = compressflow.executor.machine.machine_parts()
+    parts = compressflow.stages.machine.machine_parts()
     assert machine["description"].startswith(f"{parts['cpu']}, {parts['cores']} cores, {parts['system']}")
     assert set(parts["runtimes"]) == {"tensorflow", "ai-edge-litert"}
     for name, version in parts["runtimes"].items():  # NOTE: the core install has neither
@@ -83,5 +83,5 @@ def test_a_machine_is_its_cpu_cores_system_and_runtimes(monkeypatch):
 def test_the_cpu_model_is_read_from_cpuinfo(tmp_path, monkeypatch, cpuinfo, expected):
     path = tmp_path / "cpuinfo"
     path.write_text(cpuinfo)
-    monkeypatch.setattr(compressflow.executor.machine, "_CPUINFO", path)
+    monkeypatch.setattr(compressflow.stages.machine, "_CPUINFO", path)
     assert cpu_model() == expected

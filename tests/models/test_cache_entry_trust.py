@@ -94,7 +94,8 @@ def test_an_h5_entry_whose_lambda_tf_keras_would_run_even_in_safe_mode_is_refuse
     from compressflow.errors import UnsafeModelError
     from compressflow.stages.base import Artifact
     from compressflow.stages.model_trust import declared_by
-    from compressflow.stages.tfutil import keras, load_artifact_model
+    from compressflow.stages.model_io import load_artifact_model
+    from compressflow.stages.tfutil import keras
 
     folder, canary = models
     entry = tmp_path / "entry"

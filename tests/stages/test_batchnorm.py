@@ -44,7 +44,7 @@ def bn_artifact(tmp_path_factory):
 
 
 def _weights(artifact, layer: str) -> dict[str, np.ndarray]:
-    from compressflow.stages.tfutil import load_artifact_model
+    from compressflow.stages.model_io import load_artifact_model
 
     found = load_artifact_model(artifact).get_layer(layer)
     return {weight.name.split("/")[-1].split(":")[0]: weight.numpy() for weight in found.weights}
@@ -64,7 +64,7 @@ def test_frozen_batchnorm_keeps_its_statistics_and_parameters_while_the_rest_tra
         np.testing.assert_array_equal(after[name], before[name], err_msg=name)
     assert not np.array_equal(_weights(output, "conv")["kernel"], _weights(bn_artifact, "conv")["kernel"])
     assert any("batchnorm: freeze: 1 BatchNormalization layer keep" in line for line in logs), logs
-    from compressflow.stages.tfutil import load_artifact_model
+    from compressflow.stages.model_io import load_artifact_model
 
     assert load_artifact_model(output).get_layer("bn").trainable, "the saved model must not stay frozen"
 

@@ -127,7 +127,7 @@ def test_lambda_model_file_is_refused_without_trust(model_dir, fmt, tmp_path):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_lambda_model_file_loads_with_trust(model_dir, fmt):
     from compressflow.stages.model_trust import declared_by
-    from compressflow.stages.tfutil import load_artifact_model
+    from compressflow.stages.model_io import load_artifact_model
 
     stage = LoadStage(path=FORMATS[fmt].format("lambda"), trust=True)
     artifact = run(stage, _env(model_dir))
@@ -264,7 +264,7 @@ def test_fingerprint_hashes_without_importing_tensorflow_or_the_builder(tmp_path
 
 @pytest.mark.tf
 def test_builder_with_its_own_layer_class_marks_the_output_trusted(tmp_path, monkeypatch):
-    from compressflow.stages.tfutil import load_artifact_model
+    from compressflow.stages.model_io import load_artifact_model
 
     (tmp_path / "own_layers.py").write_text(textwrap.dedent("""
         import tf_keras as keras

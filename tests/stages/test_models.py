@@ -15,7 +15,8 @@ from compressflow.models import safety
 @pytest.mark.tf
 def test_builders_give_named_tf_keras_models():
     from compressflow.models import mlp, small_cnn, tiny_cnn
-    from compressflow.stages.tfutil import keras, outputs_logits
+    from compressflow.stages.tfutil import keras
+    from compressflow.stages.tfutil import outputs_logits
 
     cnn, student, perceptron = small_cnn(), tiny_cnn(), mlp(input_shape=(8, 8, 1), hidden=(32, 16))
     for model in (cnn, student, perceptron):
