@@ -46,6 +46,14 @@ def find_module_source(module: str, root: Path | None = None) -> Path | None:
     return Path(spec.origin)
 
 
+def module_spec(value: object) -> str | None:
+    """The ``module:function`` a field of ``module_fields`` holds: the text, or a step's ``function`` (else None)."""
+    if isinstance(value, str):
+        return value
+    function = getattr(value, "function", None)
+    return function if isinstance(function, str) else None
+
+
 def use_pipeline_folder(root: Path) -> None:
     """Put the pipeline's folder first on this process's import path (as a script's folder is for ``python``)."""
     folder = str(Path(root).resolve())

@@ -29,22 +29,23 @@ Typical use by the executor::
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator
 
 from compressflow.errors import CacheError
+from compressflow.cache.base import BackendBase
+from compressflow.cache.entries import (  # noqa: F401 - re-exported: the types of a cache's answers
+    UNKNOWN_STAGE, CacheEntry, EntryInfo, EntryProblem, Status, read_listed_files)
 from compressflow.cache.local_fs import LocalFS
 from compressflow.cache.manifest import (
     KEY_DOC_NAME, MANIFEST_NAME, RESERVED_NAMES, EntryCheck, build_manifest, check_entry, encode_json)
 from compressflow.cache.names import (
     check_key, doomed_entry_name, host_tag, is_key, short_key, temp_entry_name, temp_owner)
-from compressflow.cache.refs import RefRecord, RefStore
+from compressflow.cache.refs import RefStore
 from compressflow.cache.entry_paths import ARTIFACT_NAME, named_path_problems
 from compressflow.cache.locks import KeyLock, process_is_alive
 from compressflow.cache.run_lock import RUN_LOCK_NAME, RunLock
@@ -54,63 +55,7 @@ _PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 _TAKEN_ERRNOS = frozenset({errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR})
 _HEX = frozenset("0123456789abcdef")
 
-UNKNOWN_STAGE = "?"
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """A committed, checked cache entry."""
-
-    key: str
-    path: Path
-    stage: str                  # the stage that wrote it
-    manifest: dict[str, Any]
-    key_doc: dict[str, Any]
-    created: float              # seconds since the epoch
-
-    @property
-    def files(self) -> dict[str, dict[str, Any]]:
-        """``{relative posix path: {"sha256", "size"}}`` of every file, key.json included."""
-        return self.manifest["files"]
-
-    @property
-    def size(self) -> int:
-        return sum(record["size"] for record in self.files.values())
-
-    def file(self, relative: str) -> Path:
-        """Path of one of the entry's files."""
-        return self.path / relative
-
-
-@dataclass(frozen=True)
-class EntryInfo:
-    """One line of ``compressflow cache ls``."""
-
-    key: str
-    path: Path
-    stage: str                  # UNKNOWN_STAGE when the manifest cannot be read
-    size: int
-    created: float              # from the manifest, else the directory's modification time
-    damaged: bool
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
-class EntryProblem:
-    """A damaged entry found by :meth:`Cache.verify_all`."""
-
-    key: str
-    stage: str                  # UNKNOWN_STAGE when the manifest cannot be read
-    message: str
-
-    def __str__(self) -> str:
-        return f"cache entry {short_key(self.key)} (stage '{self.stage}'): {self.message}"
-
-
-Status = Literal["hit", "miss", "damaged"]
-
-
-class Cache:
+class Cache(BackendBase):
     """A content-addressed store of stage outputs under ``root`` (created on demand).
 
     ``log`` receives the messages users should see: damaged entries, lock takeovers, links
@@ -131,11 +76,10 @@ class Cache:
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r})"
 
-    def spec(self):
-        """How another process opens this cache (a picklable :class:`~compressflow.cache.open.CacheSpec`)."""
-        from compressflow.cache.open import CacheSpec
-
-        return CacheSpec(str(self.root), verify_reads=self.verify_reads)
+    @property
+    def local_root(self) -> Path:
+        """The cache's own folder: this machine's state (file hashes) lives there too."""
+        return self.root
 
     # ------------------------------------------------------------------------------ the run lock
 
@@ -261,7 +205,7 @@ class Cache:
         if check.ok:
             return _entry_from(key, path, check)
         if self._fs.exists(path):
-            self._report_and_remove(path, key, check, stage=stage, outcome="removing it and recomputing")
+            self._report_and_remove(key, path, check, stage=stage, outcome="removing it and recomputing")
         return None
 
     def read_entry(self, key: str) -> CacheEntry:
@@ -400,7 +344,7 @@ class Cache:
             if existing.ok:
                 self._fs.remove_tree(temp)  # another process committed the same key first
                 return
-            self._report_and_remove(final, key, existing, stage=stage, outcome="replacing it")
+            self._report_and_remove(key, final, existing, stage=stage, outcome="replacing it")
         raise CacheError(f"cannot commit the cache entry of stage '{stage}' at {final}: "
                          "something keeps putting another file there")
 
@@ -422,11 +366,7 @@ class Cache:
         return exc.errno in _STORAGE_ERRNOS and (in_cache or not names_a_path)
 
     def _write_error(self, exc: OSError) -> CacheError:
-        if exc.strerror:
-            reason = exc.strerror
-        else:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        return CacheError(f"cannot write the cache at {self.root}: {reason}")
+        return self._storage_error("write", exc)
 
     def _discard_quietly(self, path: Path) -> None:
         try:
@@ -436,25 +376,27 @@ class Cache:
 
     # ------------------------------------------------------------------------------ maintenance
 
-    def entries(self) -> list[EntryInfo]:
-        """Every entry with its stage, size, creation time and whether it is damaged (no hashing)."""
-        infos = []
+    def _stored_checks(self, *, verify: bool) -> Iterator[tuple[str, Path, EntryCheck]]:
         for key, path, misplaced in self._entry_dirs():
-            check = self._check_stored(key, path, misplaced, verify=False)
-            size = check.scan.total_size if check.scan else self._fs.tree_size(path)
-            created = check.manifest["created"] if check.manifest else self._fs.modified_time(path)
-            infos.append(EntryInfo(key=key, path=path, stage=check.stage or UNKNOWN_STAGE, size=size,
-                                   created=float(created), damaged=not check.ok,
-                                   problem=check.summary() or None))
-        return infos
+            check = self._check_stored(key, path, misplaced, verify=verify)
+            if check.ok or self._fs.exists(path):  # NOTE: one removed meanwhile is no problem
+                yield key, path, check
 
-    def verify_all(self, remove: bool = False) -> list[EntryProblem]:
-        """Re-hash every entry; return what is wrong. With ``remove``, remove the damaged ones.
+    def _entry_location(self, key: str, where: Path) -> Path:
+        return where
 
-        A symbolic link where one of the cache's folders belongs is a problem too (its ``key`` is
-        the link's path in the cache, e.g. ``entries/ab``); nothing behind it is read, and
-        ``remove`` removes the link only.
-        """
+    def _stored_size(self, where: Path, check: EntryCheck) -> int:
+        return check.scan.total_size if check.scan else self._fs.tree_size(where)
+
+    def _stored_time(self, where: Path) -> float:
+        return self._fs.modified_time(where)
+
+    def _remove_damaged(self, key: str, where: Path, check: EntryCheck) -> None:
+        self._remove_entry(where, key)
+
+    def _layout_problems(self, *, remove: bool) -> list[EntryProblem]:
+        """A symbolic link where one of the cache's folders belongs (its ``key``: the link's path in the
+        cache, e.g. ``entries/ab``); nothing behind it is read, and ``remove`` removes the link only."""
         problems = []
         for link in self._foreign_links():
             problems.append(EntryProblem(key=self._shown(link), stage=UNKNOWN_STAGE,
@@ -463,43 +405,27 @@ class Cache:
             if remove:
                 self._report_link(link, "removing the link")
                 self._unlink(link)
-        for key, path, misplaced in self._entry_dirs():
-            check = self._check_stored(key, path, misplaced, verify=True)
-            if check.ok or not self._fs.exists(path):
-                continue
-            problems.append(EntryProblem(key=key, stage=check.stage or UNKNOWN_STAGE, message=check.summary()))
-            if remove:
-                self._report_and_remove(path, key, check, stage=check.stage, outcome="removing it")
         return problems
 
-    def gc(self, keep: Iterable[str], *, wait: bool = True,
-           on_wait: Callable[[str], None] | None = None) -> tuple[int, int]:
-        """Remove every entry whose key is not in ``keep``, stale temporary directories, and links
-        where the cache's folders belong (the links only, reported).
-
-        Holds the run lock exclusively (see :meth:`exclusive`: waits for live runs, or raises
-        :class:`~compressflow.cache.run_lock.CacheInUse` without ``wait``); entries whose lock
-        another process holds are left alone too. Returns (entries removed, bytes freed,
-        temporary directories included).
-        """
-        keep = set(keep)
+    def _collect(self, keep: set[str]) -> tuple[int, int]:
+        """Also stale temporary directories (their bytes counted), and links where the cache's folders
+        belong (the links only, reported)."""
         removed = freed = 0
-        with self.exclusive(wait=wait, on_wait=on_wait):
-            for link in self._foreign_links():
-                self._report_link(link, "removing the link")
-                self._unlink(link)
-            for key, path, misplaced in self._entry_dirs():
-                if key in keep and not misplaced:
-                    continue
-                key_lock = self._key_lock(key, "cache gc")
-                if not key_lock.acquire(blocking=False):
-                    continue
-                try:
-                    freed += self._remove_entry(path, key)
-                    removed += 1
-                finally:
-                    key_lock.release(remove_file=not self._fs.exists(self.entry_dir(key)))
-            freed += self._clean_stale_temps()[1]
+        for link in self._foreign_links():
+            self._report_link(link, "removing the link")
+            self._unlink(link)
+        for key, path, misplaced in self._entry_dirs():
+            if key in keep and not misplaced:
+                continue
+            key_lock = self._key_lock(key, "cache gc")
+            if not key_lock.acquire(blocking=False):
+                continue
+            try:
+                freed += self._remove_entry(path, key)
+                removed += 1
+            finally:
+                key_lock.release(remove_file=not self._fs.exists(self.entry_dir(key)))
+        freed += self._clean_stale_temps()[1]
         return removed, freed
 
     def clean_stale_tmp(self) -> int:
@@ -556,15 +482,6 @@ class Cache:
             check.problems.insert(0, f"the entry is stored under {path.parent.name}/ instead of {key[:2]}/")
         return check
 
-    def _report_and_remove(self, path: Path, key: str, check: EntryCheck, *, stage: str | None,
-                           outcome: str) -> None:
-        who = f"stage '{stage}'" if stage else "an unknown stage"
-        self._log(f"cache entry for {who} (key {short_key(key)}) is damaged: {check.summary()}; {outcome}")
-        try:
-            self._remove_entry(path, key)
-        except OSError as exc:
-            self._log(f"could not remove the damaged cache entry {path}: {exc.strerror or exc}")
-
     def _remove_entry(self, path: Path, key: str) -> int:
         """Remove an entry; return the bytes freed. Readers never see it half-removed."""
         if self._link_above(path) is not None:
@@ -580,45 +497,12 @@ class Cache:
 
     # ------------------------------------------------------------------------------ refs
 
-    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any], variant: str = "") -> None:
-        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``,
-        and as the one of its ``variant`` (the run's overrides, ``""`` for none)."""
-        try:
-            self._fix_links_above(self._refs.path_for(scope, stage), outcome="removing the link")
-            self._fix_links_above(self._refs.variant_path_for(scope, stage, variant), outcome="removing the link")
-            self._refs.set(scope, stage, key, key_doc, variant)
-        except OSError as exc:
-            raise self._write_error(exc) from exc
+    def _prepare_ref_write(self, scope: str, stage: str, variant: str) -> None:
+        self._fix_links_above(self._refs.path_for(scope, stage), outcome="removing the link")
+        self._fix_links_above(self._refs.variant_path_for(scope, stage, variant), outcome="removing the link")
 
-    def remembered_refs(self) -> list[RefRecord]:
-        """Every remembered key (last ones and each variant's), for ``cache gc`` to keep."""
-        return self._refs.remembered()
-
-    def get_ref(self, scope: str, stage: str) -> dict[str, Any] | None:
-        """The record set by :meth:`set_ref` (``key``, ``key_doc``, ``updated``...), or None."""
-        if self._link_above(self._refs.path_for(scope, stage)) is not None:
-            return None  # never read through a link; set_ref removes it
-        return self._refs.get(scope, stage)
-
-
-def read_listed_files(files: dict[str, dict[str, Any]], names: Iterable[str],
-                      read: Callable[[str], bytes]) -> dict[str, bytes]:
-    """``{name: bytes}`` of the ``names`` a manifest's ``files`` lists, each read with ``read(name)``.
-
-    A file that is absent or does not match its size and sha256 is left out, as if the entry had none.
-    """
-    out = {}
-    for name in dict.fromkeys(names):
-        record = files.get(name)
-        if record is None:
-            continue
-        try:
-            data = read(name)
-        except OSError:
-            continue
-        if len(data) == record["size"] and hashlib.sha256(data).hexdigest() == record["sha256"]:
-            out[name] = data
-    return out
+    def _ref_readable(self, scope: str, stage: str) -> bool:
+        return self._link_above(self._refs.path_for(scope, stage)) is None  # NOTE: set_ref removes the link
 
 
 def _entry_from(key: str, path: Path, check: EntryCheck) -> CacheEntry:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from compressflow.errors import CacheError
+from compressflow.cache.holders import (
+    HeldLock, describe_holder, process_is_alive, takeover_message, waiting_message)
 
 _RECORD_LIMIT = 4096
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -73,40 +75,20 @@ class LockHolder:
         return self.host == socket.gethostname()
 
     def describe(self) -> str:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
-        return f"process {self.pid} on host {self.host} (stage '{self.stage}', since {started})"
-
-
-def process_is_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host is running (a zombie counts as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    # NOTE: the state letter follows the parenthesised command name, which may itself contain ')'.
-    return stat[stat.rfind(")") + 2:][:1] != "Z"
+        return describe_holder(self.pid, self.host, self.stage, self.since)
 
 
 def _takeover_message(previous: LockHolder) -> str:
-    where = f"process {previous.pid}"
     if not previous.is_on_this_host():
-        state = f"on host {previous.host}, not released cleanly"
+        state = "not released cleanly"
     elif process_is_alive(previous.pid):
         state = "still running, no longer holding it"
     else:
         state = "dead"
-    return f"taking over the lock on stage '{previous.stage}' left by {where} ({state})"
+    return takeover_message(previous.stage, previous.pid, previous.host, state)
 
 
-class KeyLock:
+class KeyLock(HeldLock):
     """An exclusive lock on one lock file. Not re-entrant: acquire it once per holder.
 
     The file descriptor is close-on-exec, so programs a stage starts do not inherit the
@@ -169,13 +151,6 @@ class KeyLock:
         finally:
             os.close(fd)  # closing releases the flock
 
-    def __enter__(self) -> "KeyLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
     def _open(self) -> int:
         try:
             return open_lock_file(self.path, self._log)
@@ -200,5 +175,4 @@ class KeyLock:
 
     def _waiting_message(self, fd: int) -> str:
         holder = LockHolder.parse(os.pread(fd, _RECORD_LIMIT, 0))
-        who = holder.describe() if holder else "another process"
-        return f"{self.subject} is locked by {who}; waiting for it to finish"
+        return waiting_message(self.subject, holder.describe() if holder else None)

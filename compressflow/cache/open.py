@@ -5,16 +5,23 @@
 * any other URL (``s3://bucket/prefix``, ``gs://...``, ``memory://...``):
   :class:`~compressflow.cache.remote.RemoteCache`, with a local read-through copy.
 
-Both offer the same methods, so the executor does not care which one it has. :class:`CacheSpec`
-(from ``cache.spec()``) is how a worker process or machine opens the same cache as the run.
+Both implement :class:`~compressflow.cache.backend.CacheBackend`, so the executor does not care which
+one it has; this is the only module that knows both. :func:`open_spec` opens a
+:class:`~compressflow.cache.spec.CacheSpec` (from ``cache.spec()``): how a worker process or machine
+opens the same cache as the run. A new backend (``gs://``, ``az://`` through fsspec) implements the
+protocol and is chosen here.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from compressflow.cache.backend import CacheBackend
+from compressflow.cache.spec import CacheSpec
+
+__all__ = ["CacheSpec", "is_remote", "local_path", "open_cache_at", "open_spec"]
 
 
 def is_remote(location: str | os.PathLike[str]) -> bool:
@@ -34,7 +41,7 @@ def local_path(location: str | os.PathLike[str]) -> Path:
 
 
 def open_cache_at(location: str | os.PathLike[str], *, log: Callable[[str], None] | None = None,
-                  local_dir: Path | None = None, storage_options: dict[str, Any] | None = None):
+                  local_dir: Path | None = None, storage_options: dict[str, Any] | None = None) -> CacheBackend:
     """The cache at ``location`` (a folder or a URL).
 
     ``local_dir`` is the read-through copy of a remote cache (default: see
@@ -49,28 +56,11 @@ def open_cache_at(location: str | os.PathLike[str], *, log: Callable[[str], None
     return Cache(local_path(location), log=log)
 
 
-@dataclass(frozen=True)
-class CacheSpec:
-    """Everything needed to open a cache again elsewhere (picklable): what a stage's worker opens.
-
-    ``storage_options`` go to fsspec; ``local_dir`` is the read-through copy a run asked for (None: each
-    machine's default); ``verify_reads`` overrides the cache's own default when not None.
-    """
-
-    location: str
-    storage_options: dict[str, Any] | None = None
-    local_dir: str | None = None
-    verify_reads: bool | None = None
-
-    @classmethod
-    def of(cls, where: "CacheSpec | str | os.PathLike[str]") -> "CacheSpec":
-        """``where`` as a spec: a spec as it is, a folder or a URL with no options."""
-        return where if isinstance(where, CacheSpec) else cls(os.fspath(where))
-
-    def open(self, *, log: Callable[[str], None] | None = None):
-        """The cache this spec names."""
-        cache = open_cache_at(self.location, log=log, local_dir=Path(self.local_dir) if self.local_dir else None,
-                              storage_options=self.storage_options)
-        if self.verify_reads is not None:
-            cache.verify_reads = self.verify_reads
-        return cache
+def open_spec(spec: CacheSpec | str | os.PathLike[str], *, log: Callable[[str], None] | None = None) -> CacheBackend:
+    """The cache ``spec`` names (a :class:`CacheSpec`, a folder or a URL), as the run that made it opened it."""
+    spec = CacheSpec.of(spec)
+    cache = open_cache_at(spec.location, log=log, local_dir=Path(spec.local_dir) if spec.local_dir else None,
+                          storage_options=spec.storage_options)
+    if spec.verify_reads is not None:
+        cache.verify_reads = spec.verify_reads
+    return cache

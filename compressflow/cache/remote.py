@@ -36,18 +36,20 @@ import os
 import re
 import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
 from compressflow.errors import CacheError
-from compressflow.cache.local import (
-    UNKNOWN_STAGE, Cache, CacheEntry, EntryInfo, EntryProblem, Status, read_listed_files)
+from compressflow.cache.base import BackendBase, damage_message
+from compressflow.cache.entries import UNKNOWN_STAGE, CacheEntry, Status, read_listed_files
+from compressflow.cache.local import Cache
 from compressflow.cache.local_fs import TreeScan
 from compressflow.cache.manifest import (
-    KEY_DOC_NAME, MANIFEST_NAME, ManifestError, encode_json, parse_manifest, read_key_doc, structure_problems)
+    KEY_DOC_NAME, MANIFEST_NAME, EntryCheck, ManifestError, encode_json, parse_manifest, read_key_doc,
+    structure_problems)
 from compressflow.cache.names import check_key, is_key, short_key
-from compressflow.cache.refs import RefRecord, RefStore
+from compressflow.cache.refs import RefStore
 from compressflow.cache.entry_paths import ARTIFACT_NAME, artifact_bytes_listed, named_path_problems
 from compressflow.cache.remote_locks import LeaseLock
 from compressflow.cache.remote_store import ObjectStore, Tagged, open_store
@@ -73,25 +75,16 @@ def local_copy_dir(url: str, base: Path | None = None) -> Path:
 
 
 @dataclass
-class _RemoteCheck:
-    """What the store holds for one key, checked without hashing."""
+class _RemoteCheck(EntryCheck):
+    """What the store holds for one key, checked without hashing: an entry's check, plus whether
+    there is a manifest at all and the version (``tag``) of the one read."""
 
-    exists: bool
-    problems: list[str] = field(default_factory=list)
-    manifest: dict[str, Any] | None = None
+    exists: bool = True
     tag: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.exists and not self.problems
-
-    @property
-    def stage(self) -> str | None:
-        return self.manifest["stage"] if self.manifest else None
-
-    def summary(self) -> str:
-        return "; ".join(self.problems[:3]) + (f"; and {len(self.problems) - 3} more" if len(self.problems) > 3
-                                               else "")
 
 
 class _Damaged(Exception):
@@ -117,7 +110,7 @@ class _StoreFiles:
         return list(self._store.list_files(str(path)))
 
 
-class RemoteCache:
+class RemoteCache(BackendBase):
     """The cache at an fsspec URL; the same API as :class:`~compressflow.cache.local.Cache`.
 
     ``local_dir`` is the read-through copy (default :func:`local_copy_dir` of ``url``).
@@ -134,7 +127,7 @@ class RemoteCache:
         self.store = open_store(url, storage_options)
         self.root = self.store.url
         self._storage_options = dict(storage_options) if storage_options else None
-        self._asked_local_dir = str(local_dir) if local_dir else None  # NOTE: else each machine's own default
+        self._asked_local_dir = str(local_dir) if local_dir else None
         self.local_dir = Path(local_dir) if local_dir else local_copy_dir(self.root)
         self.local = Cache(self.local_dir, log=self._log)
         self._refs = RefStore(PurePosixPath("refs"), _StoreFiles(self.store), self._log)  # type: ignore[arg-type]
@@ -144,12 +137,14 @@ class RemoteCache:
     def __repr__(self) -> str:
         return f"RemoteCache({self.root!r}, local_dir={str(self.local_dir)!r})"
 
-    def spec(self):
-        """How another process or machine opens this cache: URL, storage options, read-through copy, rehashing."""
-        from compressflow.cache.open import CacheSpec
+    def _reopen_options(self) -> dict[str, Any]:
+        # NOTE: the read-through copy only when the run asked for one: else each machine's own default
+        return {"storage_options": self._storage_options, "local_dir": self._asked_local_dir}
 
-        return CacheSpec(self.root, storage_options=self._storage_options, local_dir=self._asked_local_dir,
-                         verify_reads=self.verify_reads)
+    @property
+    def local_root(self) -> Path:
+        """The read-through copy's folder: this machine's state (file hashes) lives there too."""
+        return self.local.root
 
     # ------------------------------------------------------------------------------ names
 
@@ -200,7 +195,7 @@ class RemoteCache:
         if not check.exists:
             return None
         if not check.ok:
-            self._report_and_remove(key, check, stage=stage, outcome="removing it and recomputing")
+            self._report_and_remove(key, None, check, stage=stage, outcome="removing it and recomputing")
             return None
         if verify:
             local = self._fetch(key, check, stage=stage, rehash=True)
@@ -209,7 +204,7 @@ class RemoteCache:
             return local
         key_doc = self._read_key_doc(key, check)
         if key_doc is None:
-            self._report_and_remove(key, check, stage=stage, outcome="removing it and recomputing")
+            self._report_and_remove(key, None, check, stage=stage, outcome="removing it and recomputing")
             return None
         manifest = check.manifest
         return CacheEntry(key=key, path=self.local.entry_dir(key), stage=manifest["stage"],
@@ -277,7 +272,7 @@ class RemoteCache:
         try:
             return self.store.read_tagged(rel)
         except OSError as exc:
-            raise CacheError(f"cannot read the cache at {self.root}: {exc}") from exc
+            raise self._storage_error("read", exc) from exc
 
     # ------------------------------------------------------------------------------ local copy
 
@@ -293,7 +288,7 @@ class RemoteCache:
                     entry = self._download(key, check, stage)
                 except _Damaged as exc:
                     check.problems.append(str(exc))
-                    self._report_and_remove(key, check, stage=stage, outcome="removing it and recomputing")
+                    self._report_and_remove(key, None, check, stage=stage, outcome="removing it and recomputing")
                     return None
                 except FileNotFoundError:
                     entry = None
@@ -304,7 +299,7 @@ class RemoteCache:
             newer = self._check(key)
             if newer.tag == check.tag:
                 check.problems.append("a file disappeared while it was downloaded")
-                self._report_and_remove(key, check, stage=stage, outcome="removing it and recomputing")
+                self._report_and_remove(key, None, check, stage=stage, outcome="removing it and recomputing")
                 return None
             if not newer.ok:
                 return None
@@ -407,7 +402,7 @@ class RemoteCache:
         try:
             self._publish(entry, stage, replace)
         except OSError as exc:
-            raise CacheError(f"cannot write the cache at {self.root}: {exc}") from exc
+            raise self._storage_error("write", exc) from exc
         self._fetched.add(key)
 
     def _publish(self, entry: CacheEntry, stage: str, replace: bool) -> None:
@@ -430,8 +425,7 @@ class RemoteCache:
                 self.store.remove_prefix(f"{prefix}/{upload}")  # another writer committed first
                 return
             if not check.ok:
-                self._log(f"cache entry for stage '{stage}' (key {short_key(key)}) is damaged: "
-                          f"{check.summary()}; replacing it")
+                self._log(damage_message(key, stage, check.summary(), "replacing it"))
             if self.store.replace(self._manifest_rel(key), manifest_bytes, existing.tag) is not None:
                 old = check.manifest.get("upload") if check.manifest else None
                 if old and old != upload:
@@ -459,14 +453,12 @@ class RemoteCache:
 
     # ------------------------------------------------------------------------------ removal
 
-    def _report_and_remove(self, key: str, check: _RemoteCheck, *, stage: str | None, outcome: str) -> None:
-        who = f"stage '{stage}'" if stage and stage != UNKNOWN_STAGE else "an unknown stage"
-        self._log(f"cache entry for {who} (key {short_key(key)}) is damaged: {check.summary()}; {outcome}")
+    def _remove_damaged(self, key: str, where: Any, check: EntryCheck) -> None:
         self._discard_local(key)
-        try:
-            self._remove_remote(key, check.tag, stage or UNKNOWN_STAGE)
-        except OSError as exc:
-            self._log(f"could not remove the damaged cache entry {self.entry_url(key)}: {exc}")
+        self._remove_remote(key, getattr(check, "tag", None), check.stage or UNKNOWN_STAGE)
+
+    def _entry_location(self, key: str, where: Any) -> str:
+        return self.entry_url(key)
 
     def _remove_remote(self, key: str, tag: str | None, stage: str) -> int:
         """Un-commit and delete the entry of ``key`` if its manifest is still version ``tag``.
@@ -492,7 +484,7 @@ class RemoteCache:
                 by_key.setdefault(parts[1], {})[parts[2]] = size
         return by_key
 
-    def _stored_checks(self) -> Iterator[tuple[str, dict[str, int], _RemoteCheck]]:
+    def _stored_checks(self, *, verify: bool) -> Iterator[tuple[str, dict[str, int], _RemoteCheck]]:
         """(key, listing, check) of every committed or damaged entry (folders with a manifest)."""
         for key, listing in sorted(self._listing().items()):
             if MANIFEST_NAME not in listing:
@@ -500,43 +492,27 @@ class RemoteCache:
             tagged = self._read_tagged(self._manifest_rel(key))
             if tagged is None:
                 continue
-            yield key, listing, self._check_tagged(key, tagged, listing)
+            check = self._check_tagged(key, tagged, listing)
+            if verify and check.ok:
+                self._rehash_stored(key, check)
+            yield key, listing, check
 
-    def entries(self) -> list[EntryInfo]:
-        """Every entry on the store with its stage, size, creation time and whether it is damaged."""
-        infos = []
-        for key, listing, check in self._stored_checks():
-            manifest = check.manifest
-            size = sum(r["size"] for r in manifest["files"].values()) if manifest else sum(listing.values())
-            infos.append(EntryInfo(key=key, path=self.entry_url(key),  # type: ignore[arg-type]
-                                   stage=check.stage or UNKNOWN_STAGE, size=size,
-                                   created=float(manifest["created"]) if manifest else 0.0,
-                                   damaged=not check.ok, problem=check.summary() or None))
-        return infos
-
-    def verify_all(self, remove: bool = False) -> list[EntryProblem]:
-        """Re-hash every entry on the store (streamed); return what is wrong; optionally remove it."""
-        problems = []
-        for key, _listing, check in self._stored_checks():
-            if check.ok:
-                upload_rel = f"{self._key_prefix(key)}/{check.manifest['upload']}"
-                for relative, record in sorted(check.manifest["files"].items()):
-                    try:
-                        digest = self.store.hash(f"{upload_rel}/{relative}")
-                    except FileNotFoundError:
-                        check.problems.append(f"file {relative} is missing")
-                        continue
-                    if digest.sha256 != record["sha256"]:
-                        check.problems.append(f"file {relative} does not match its checksum")
-            if check.ok and artifact_bytes_listed(check.manifest):
-                check.problems += named_path_problems(self.store.read(f"{upload_rel}/{ARTIFACT_NAME}"),
-                                                      check.manifest)
-            if check.ok:
+    def _rehash_stored(self, key: str, check: _RemoteCheck) -> None:
+        """Hash every file of the entry on the store (streamed); what does not match goes to ``check``."""
+        upload_rel = f"{self._key_prefix(key)}/{check.manifest['upload']}"
+        for relative, record in sorted(check.manifest["files"].items()):
+            try:
+                digest = self.store.hash(f"{upload_rel}/{relative}")
+            except FileNotFoundError:
+                check.problems.append(f"file {relative} is missing")
                 continue
-            problems.append(EntryProblem(key=key, stage=check.stage or UNKNOWN_STAGE, message=check.summary()))
-            if remove:
-                self._report_and_remove(key, check, stage=check.stage, outcome="removing it")
-        return problems
+            if digest.sha256 != record["sha256"]:
+                check.problems.append(f"file {relative} does not match its checksum")
+        if check.ok and artifact_bytes_listed(check.manifest):
+            check.problems += named_path_problems(self.store.read(f"{upload_rel}/{ARTIFACT_NAME}"), check.manifest)
+
+    def _stored_size(self, where: dict[str, int], check: EntryCheck) -> int:
+        return sum(where.values())
 
     def exclusive(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None):
         """The run lock of the local copy, held exclusively: no run of this machine uses the cache meanwhile.
@@ -549,18 +525,11 @@ class RemoteCache:
         """Stop using the cache (the local copy's run lock)."""
         self.local.close()
 
-    def gc(self, keep: Iterable[str], *, wait: bool = True,
-           on_wait: Callable[[str], None] | None = None) -> tuple[int, int]:
-        """Remove every entry whose key is not in ``keep``, and uploads no manifest names.
+    def _collect(self, keep: set[str]) -> tuple[int, int]:
+        """Also uploads no manifest names; the local copy is collected the same way.
 
-        Keys whose lease another process holds are left alone; runs of this machine are waited
-        for (see :meth:`exclusive`). The local copy is collected the same way. Returns
-        (entries removed, bytes freed).
+        NOTE: runs on other machines hold no run lock here; only keys whose lease is held are left.
         """
-        with self.exclusive(wait=wait, on_wait=on_wait):
-            return self._gc(set(keep))
-
-    def _gc(self, keep: set[str]) -> tuple[int, int]:
         removed = freed = 0
         for key, listing in sorted(self._listing().items()):
             with self._maybe_locked(key, "cache gc") as locked:
@@ -573,38 +542,13 @@ class RemoteCache:
                     self.store.delete(self._manifest_rel(key))
                     removed += 1
                 freed += self.store.remove_prefix(self._key_prefix(key))
-        _local_removed, local_freed = self.local.gc(keep)
+        _local_removed, local_freed = self.local._collect(keep)
         self._fetched.clear()
         return removed, freed + local_freed
 
     def clean_stale_tmp(self) -> int:
         """Remove temporaries of dead processes from the local copy (uploads are cleaned by writers and gc)."""
         return self.local.clean_stale_tmp()
-
-    # ------------------------------------------------------------------------------ refs
-
-    def set_ref(self, scope: str, stage: str, key: str, key_doc: dict[str, Any], variant: str = "") -> None:
-        """Remember ``key`` (and its key document) as the last one used for ``stage`` of ``scope``,
-        and as the one of its ``variant``."""
-        try:
-            self._refs.set(scope, stage, key, key_doc, variant)
-        except OSError as exc:
-            raise CacheError(f"cannot write the cache at {self.root}: {exc}") from exc
-
-    def remembered_refs(self) -> list[RefRecord]:
-        """Every remembered key on the store (last ones and each variant's)."""
-        try:
-            return self._refs.remembered()
-        except OSError as exc:
-            raise CacheError(f"cannot read the cache at {self.root}: {exc}") from exc
-
-    def get_ref(self, scope: str, stage: str) -> dict[str, Any] | None:
-        """The record set by :meth:`set_ref`, or None."""
-        try:
-            return self._refs.get(scope, stage)
-        except OSError as exc:
-            raise CacheError(f"cannot read the cache at {self.root}: {exc}") from exc
-
 
 def _local_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """A remote manifest as the local copy records it (without the upload name)."""

@@ -31,7 +31,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from compressflow.cache.locks import process_is_alive
+from compressflow.cache.holders import (
+    HeldLock, describe_holder, process_is_alive, takeover_message, waiting_message)
 from compressflow.cache.remote_store import ObjectStore
 
 TTL_ENV = "COMPRESSFLOW_LEASE_TTL"
@@ -74,15 +75,14 @@ class Lease:
             return None
 
     def describe(self) -> str:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
-        return f"process {self.pid} on host {self.host} (stage '{self.stage}', since {started})"
+        return describe_holder(self.pid, self.host, self.stage, self.since)
 
     def is_dead_here(self) -> bool:
         """Whether the holder is a process of this host that is not running."""
         return self.host == socket.gethostname() and not process_is_alive(self.pid)
 
 
-class LeaseLock:
+class LeaseLock(HeldLock):
     """An exclusive lease on one object of ``store``. Not re-entrant: acquire it once per holder."""
 
     def __init__(self, store: ObjectStore, rel: str, *, stage: str, subject: str,
@@ -138,8 +138,7 @@ class LeaseLock:
             if not blocking:
                 return False
             if on_wait is not None and not told:
-                who = holder.describe() if holder else "another process"
-                on_wait(f"{self.subject} is locked by {who}; waiting for it to finish")
+                on_wait(waiting_message(self.subject, holder.describe() if holder else None))
                 told = True
             time.sleep(self._poll)
 
@@ -162,13 +161,6 @@ class LeaseLock:
         except OSError as exc:
             # NOTE: a lease we cannot delete only delays the next holder until it looks stale.
             self._log(f"could not release the lock on {self.subject}: {exc}")
-
-    def __enter__(self) -> "LeaseLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
 
     # ------------------------------------------------------------------ internals
 
@@ -206,9 +198,5 @@ class LeaseLock:
 def _takeover_message(previous: Lease | None, dead: bool, ttl: float) -> str:
     if previous is None:
         return f"taking over an unreadable lock left unchanged for {ttl:g}s"
-    if dead:
-        state = "dead"
-    else:
-        state = f"no heartbeat for {ttl:g}s"
-    return (f"taking over the lock on stage '{previous.stage}' left by process {previous.pid} "
-            f"on host {previous.host} ({state})")
+    state = "dead" if dead else f"no heartbeat for {ttl:g}s"
+    return takeover_message(previous.stage, previous.pid, previous.host, state)

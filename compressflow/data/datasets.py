@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
+from compressflow.data.preprocessing import AugmentSpec, FunctionSpec, function_of
 from compressflow.errors import StageFailed
 from compressflow.fingerprints import distribution_version
 from compressflow.stages.base import Dataset, Environment, tree_sha256
@@ -22,10 +23,37 @@ from compressflow.user_modules import find_module_source, module_source_fingerpr
 class _Preprocessing(Dataset):
     # NOTE: load_splits and the TensorFlow readers (image_directory, tfds) go through tfutil.
     code_dependencies: ClassVar[tuple[str, ...]] = TF_CODE
+    module_fields: ClassVar[dict[str, str]] = {"preprocess": "preprocess function", "augment": "augment function"}
 
     scale: float | None = Field(None, gt=0, description="Multiply inputs by this (e.g. 1/255).")
     shuffle: bool = Field(True, description="Shuffle before splitting (seeded).")
     limit: int | None = Field(None, ge=1, description="Use only the first N samples (after shuffling).")
+    preprocess: FunctionSpec | None = Field(
+        None, description="`module:function` applied to `(x, y)` of every split inside tf.data (after `scale`), "
+                          "or `{function: module:function, args: {...}, batched: true}` to call it on batches; "
+                          "see docs/data.md.")
+    augment: AugmentSpec | None = Field(
+        None, description="Applied to the training batches only (never to evaluation, validation or "
+                          "calibration), seeded from the stage's seed: a function like `preprocess`, or a list of "
+                          "Keras layers, e.g. `[{random_flip: horizontal}, {random_rotation: 0.1}]`.")
+
+    # NOTE: left out of the dump when unset, so keys of datasets without them stay what they were
+    @model_serializer(mode="wrap")
+    def _without_unset_steps(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped = handler(self)
+        for field in ("preprocess", "augment"):
+            if isinstance(dumped, dict) and dumped.get(field) is None:
+                dumped.pop(field, None)
+        return dumped
+
+    def key_fingerprint(self, env: Environment) -> dict[str, Any]:
+        """:meth:`fingerprint`, with the source of the ``preprocess`` and ``augment`` modules when there are any."""
+        found = self.fingerprint(env)
+        for field in ("preprocess", "augment"):
+            spec = function_of(getattr(self, field))
+            if spec is not None:
+                found = {**found, field: module_source_fingerprint(spec.partition(":")[0], env.pipeline_dir)}
+        return found
 
 
 @register_dataset
@@ -165,7 +193,7 @@ class PythonDataset(_Preprocessing):
     (tf.data is streamed: see docs/data.md)."""
 
     type: Literal["python"] = "python"
-    module_fields: ClassVar[dict[str, str]] = {"function": "dataset function"}
+    module_fields: ClassVar[dict[str, str]] = {"function": "dataset function", **_Preprocessing.module_fields}
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`module:function`.")
     args: dict[str, Any] = Field(default_factory=dict)
 
@@ -211,6 +239,8 @@ class Splits:
     y_train: Any
     x_val: Any
     y_val: Any
+    # What ``augment:`` does to the training batches (a :class:`compressflow.data.preprocessing.Augmentation`).
+    augmentation: Any = None
 
     @property
     def num_classes(self) -> int:
@@ -229,6 +259,17 @@ class Splits:
         """The shape of one input."""
         return tuple(self.x_train.shape[1:])
 
+    def training_batches(self, batch_size: int, seed: int):
+        """The training split as tf.data batches for ``fit``: reshuffled every epoch and augmented (seeded)."""
+        from compressflow.stages.tfutil import import_tensorflow
+
+        tf = import_tensorflow()
+        ds = tf.data.Dataset.from_tensor_slices((self.x_train, self.y_train))
+        ds = ds.shuffle(max(len(self.x_train), 1), seed=seed, reshuffle_each_iteration=True)
+        if self.augmentation is None:
+            return ds.batch(batch_size).prefetch(2)
+        return self.augmentation.batches(ds, batch_size, seed).prefetch(2)
+
 
 def load_splits(dataset: Dataset, env: Environment, name: str | None = None) -> Splits:
     """Load ``dataset`` and split it deterministically from the pipeline seed.
@@ -239,15 +280,20 @@ def load_splits(dataset: Dataset, env: Environment, name: str | None = None) -> 
     Inputs or labels holding NaN or infinite values raise :class:`compressflow.data.checks.DataError`
     naming the dataset (``name``, by default its name under ``datasets:`` in ``env``), the split,
     the samples and the feature positions.
+
+    The dataset's ``preprocess`` goes over every split (arrays once, here; a stream as it is read) and
+    its ``augment`` comes with the splits, for the training batches of ``fit`` only
+    (:mod:`compressflow.data.preprocessing`).
     """
     import numpy as np
 
     from compressflow.data.checks import check_finite
 
+    name = name or dataset_name(dataset, env)
     if hasattr(dataset, "load_source"):  # NOTE: a python function or TFRecord files may give ready splits
-        loaded = dataset.load_source(env, name or dataset_name(dataset, env))
+        loaded = dataset.load_source(env, name)
         if not isinstance(loaded, tuple):
-            return loaded
+            return _with_steps(loaded, dataset, name)
         x, y = loaded
     else:
         x, y = dataset.load_arrays(env)
@@ -263,12 +309,51 @@ def load_splits(dataset: Dataset, env: Environment, name: str | None = None) -> 
     scale = getattr(dataset, "scale", None)
     if scale is not None:
         x = (x * scale).astype("float32")
+    step = getattr(dataset, "preprocess", None)
+    if step is not None:
+        from compressflow.data.preprocessing import preprocess_arrays
+
+        x, y = preprocess_arrays(step, x, y, f"dataset {name!r} preprocess")
     n_val = int(round(len(x) * dataset.validation_fraction))
     n_train = len(x) - n_val
-    check_finite(name or dataset_name(dataset, env),
-                 {"train": (x[:n_train], y[:n_train], order[:n_train]),
-                  "validation": (x[n_train:], y[n_train:], order[n_train:])})
-    return Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+    check_finite(name, {"train": (x[:n_train], y[:n_train], order[:n_train]),
+                        "validation": (x[n_train:], y[n_train:], order[n_train:])})
+    return _with_augment(Splits(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), dataset, name)
+
+
+def _with_steps(splits, dataset: Dataset, name: str):
+    """Ready ``splits`` through the dataset's ``preprocess`` (every split), with its ``augment`` for training."""
+    import numpy as np
+
+    from compressflow.data import preprocessing
+    from compressflow.data.checks import check_finite
+
+    step = getattr(dataset, "preprocess", None)
+    what = f"dataset {name!r} preprocess"
+    if step is not None and getattr(splits, "streaming", False):
+        splits.transform(lambda ds: preprocessing.map_function(ds, step, what))
+    elif step is not None:
+        x_train, y_train = preprocessing.preprocess_arrays(step, splits.x_train, splits.y_train, what)
+        x_val, y_val = preprocessing.preprocess_arrays(step, splits.x_val, splits.y_val, what)
+        check_finite(name, {"train": (x_train, y_train, np.arange(len(x_train))),
+                            "validation": (x_val, y_val, np.arange(len(x_val)))})
+        splits = Splits(x_train, y_train, x_val, y_val)
+    return _with_augment(splits, dataset, name)
+
+
+def _with_augment(splits, dataset: Dataset, name: str):
+    """``splits`` carrying what the dataset's ``augment`` does to training batches (unchanged without one)."""
+    import dataclasses
+
+    from compressflow.data.preprocessing import Augmentation
+
+    augment = getattr(dataset, "augment", None)
+    if augment is None:
+        return splits
+    if getattr(splits, "streaming", False):
+        splits.augmentation = Augmentation(augment, name)
+        return splits
+    return dataclasses.replace(splits, augmentation=Augmentation(augment, name))
 
 
 def dataset_name(dataset: Dataset, env: Environment) -> str:

@@ -97,6 +97,8 @@ class StreamSplits:
         self._validation = None if validation is None else self._prepare(validation, "validation", scale, None)
         self._counts: dict[str, int] = {}
         self._labels = None
+        # What ``augment:`` does to the batches ``fit`` trains on (a compressflow.data.preprocessing.Augmentation).
+        self.augmentation = None
 
     def _prepare(self, ds, split: str, scale, limit):
         from compressflow.stages.tfutil import import_tensorflow
@@ -119,6 +121,13 @@ class StreamSplits:
 
         return ds.map(clean)
 
+    def transform(self, step: Callable[[Any], Any]) -> None:
+        """Pass every split through ``step`` (an unbatched ``(x, y)`` pipeline -> another), checked again after it."""
+        self._train = self._prepare(step(self._train), "train", None, None)
+        if self._validation is not None:
+            self._validation = self._prepare(step(self._validation), "validation", None, None)
+        self._counts, self._labels = {}, None
+
     # ------------------------------------------------------------------ what stages read
 
     @property
@@ -126,11 +135,17 @@ class StreamSplits:
         """Whether there is a validation split."""
         return self._validation is not None
 
-    def train_stream(self, batch_size: int, shuffle: bool = True, seed: int | None = None):
-        """Training batches, reshuffled every epoch through a bounded buffer (seeded)."""
+    def train_stream(self, batch_size: int, shuffle: bool = True, seed: int | None = None,
+                     augment_seed: int | None = None):
+        """Training batches, reshuffled every epoch through a bounded buffer (seeded).
+
+        With ``augment_seed`` they go through the dataset's ``augment`` (what ``fit`` trains on).
+        """
         ds = self._train
         if shuffle and self.shuffle:
             ds = ds.shuffle(SHUFFLE_BUFFER, seed=self.seed if seed is None else seed, reshuffle_each_iteration=True)
+        if augment_seed is not None and self.augmentation is not None:
+            return self.augmentation.batches(ds, batch_size, augment_seed).prefetch(2)
         return ds.batch(batch_size).prefetch(2)
 
     def validation_stream(self, batch_size: int = READ_BATCH):
@@ -205,10 +220,14 @@ class StreamSplits:
 
     # ------------------------------------------------------------------ Keras
 
-    def fit(self, model, *, batch_size: int, epochs: int, callbacks: list) -> Any:
-        """``model.fit`` on the training stream, validating on the validation stream."""
+    def fit(self, model, *, batch_size: int, epochs: int, callbacks: list, seed: int | None = None) -> Any:
+        """``model.fit`` on the (augmented) training stream, validating on the validation stream.
+
+        ``seed`` (the stage's) seeds the dataset's ``augment``; without it, the pipeline's seed does.
+        """
         with self.reading():
-            return model.fit(self.train_stream(batch_size), epochs=epochs,
+            return model.fit(self.train_stream(batch_size, augment_seed=self.seed if seed is None else seed),
+                             epochs=epochs,
                              validation_data=self.validation_stream(batch_size), callbacks=callbacks, verbose=0)
 
     def evaluate(self, model, objective, batch_size: int = READ_BATCH) -> dict[str, float]:

@@ -23,6 +23,7 @@ from compressflow.dsl.located import LocatedDict, location_of
 from compressflow.dsl.module_checks import module_problem
 from compressflow.dsl.schema import pipeline_model
 from compressflow.stages.base import Dataset, Environment, Stage
+from compressflow.user_modules import module_spec
 
 SECTIONS = ("datasets", "stages")
 
@@ -65,7 +66,7 @@ def _config_problems(config: Stage | Dataset, env: Environment, modules: dict):
         if missing:
             yield field, *missing
     for field, what in config.module_fields.items():
-        spec = getattr(config, field, None)
+        spec = module_spec(getattr(config, field, None))
         if not spec or field in flagged:
             continue
         if (spec, what) not in modules:

@@ -73,7 +73,7 @@ def stage_key(name: str, stage: Stage, input_keys: dict[str, str | list[str]],
         if dataset_name not in memo:
             memo[dataset_name] = {
                 "config": dataset.model_dump(mode="json"),
-                "fingerprint": dataset.fingerprint(env),
+                "fingerprint": dataset.key_fingerprint(env),
                 "split_seed": env.seed,
             }
         datasets[field_name] = memo[dataset_name]

@@ -246,7 +246,8 @@ def explain_change(previous: dict | None, current: StageKey) -> list[str]:
     datasets = sorted(k for k in set(old.get("datasets", {})) | set(new["datasets"])
                       if old.get("datasets", {}).get(k) != new["datasets"].get(k))
     if datasets:
-        reasons.append("data changed: " + ", ".join(datasets))
+        reasons.append("data changed: " + ", ".join(
+            _dataset_change(k, old.get("datasets", {}).get(k), new["datasets"].get(k)) for k in datasets))
     if old.get("seed") != new["seed"]:
         reasons.append("seed changed")
     external = _diff(old.get("external", {}), new["external"])
@@ -266,6 +267,20 @@ def explain_change(previous: dict | None, current: StageKey) -> list[str]:
     if versions:
         reasons.append("versions changed: " + ", ".join(versions))
     return reasons or ["key format changed"]
+
+
+def _dataset_change(field_name: str, old: dict | None, new: dict | None) -> str:
+    """``data (fingerprint: preprocess)``: the field, and what of the dataset it reads changed."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return field_name
+    parts = _diff(old.get("config", {}), new.get("config", {}))
+    old_print, new_print = old.get("fingerprint") or {}, new.get("fingerprint") or {}
+    changed = sorted(k for k in set(old_print) | set(new_print) if old_print.get(k) != new_print.get(k))
+    if changed:
+        parts.append("fingerprint: " + ", ".join(map(str, changed)))
+    if old.get("split_seed") != new.get("split_seed"):
+        parts.append("split seed")
+    return f"{field_name} ({'; '.join(parts)})" if parts else field_name
 
 
 def machine_change(old: dict | None, new: dict) -> str:

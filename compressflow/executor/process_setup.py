@@ -21,7 +21,7 @@ from typing import Iterable
 
 from compressflow.errors import StageFailed
 from compressflow.stages.base import Environment, Stage
-from compressflow.user_modules import find_module_source, use_pipeline_folder
+from compressflow.user_modules import find_module_source, module_spec, use_pipeline_folder
 
 #: A stage whose libraries include this deserializes Keras models: the modules of ``imports:`` are
 #: imported before it runs and their sources are in its cache key.
@@ -43,8 +43,8 @@ def loads_models(stage: Stage) -> bool:
 def user_modules_of(stage: Stage, env: Environment) -> list[str]:
     """Modules of the user's that running ``stage`` imports: its and its datasets' ``module_fields``, ``imports:``."""
     configs = [stage, *(env.datasets[name] for name in stage.dataset_refs().values() if name in env.datasets)]
-    names = [getattr(config, field).partition(":")[0] for config in configs
-             for field in config.module_fields if getattr(config, field, None)]
+    specs = [module_spec(getattr(config, field, None)) for config in configs for field in config.module_fields]
+    names = [spec.partition(":")[0] for spec in specs if spec]
     return list(dict.fromkeys(names + list(env.imports)))
 
 

@@ -91,7 +91,7 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
     if events is None and task.events_file:
         events = EventSink(task.events_file, task.name)
     log = log or (events.log if events else _stage_printer(task.name))
-    cache = task.cache.open(log=log)
+    cache = open_spec(task.cache, log=log)
     started = time.perf_counter()
     try:
         if not task.force and cache.lookup(task.key, stage=task.name, verify=task.verify) is not None:
@@ -102,7 +102,8 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
             inputs = _read_inputs(cache, task)
             prepare_for_stage(task.stage, task.env)
             with cache.writer(task.key, stage=task.name, key_doc=task.key_doc, replace=task.force) as out_dir:
-                ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=task.env,
+                env = replace(task.env, local_cache=Path(getattr(cache, "local", cache).root))
+                ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=env,
                                    inputs=inputs, log=log, lineage=task.lineage, progress=events,
                                    versions=dict(task.key_doc.get("versions", {})),
                                    upstream=lambda stage, key: _read_upstream(cache, stage, key),

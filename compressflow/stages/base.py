@@ -311,6 +311,10 @@ class Dataset(_TypeNamed):
         """Identity of the data (file hashes, package versions); cheap and TensorFlow-free."""
         return {}
 
+    def key_fingerprint(self, env: "Environment") -> dict[str, Any]:
+        """What a stage's cache key holds of the data: :meth:`fingerprint`, and what a base type adds to it."""
+        return self.fingerprint(env)
+
     def check(self, env: "Environment") -> list["FieldProblem"]:
         """What stops this dataset from being read in ``env`` (see :meth:`Stage.check`)."""
         return check_path_fields(self, env)

@@ -14,6 +14,7 @@ TF_CODE = (
     "compressflow.stages.batchnorm", "compressflow.stages.saved_model",
     "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
     "compressflow.data.streams", "compressflow.data.function_result", "compressflow.data.tfrecord",
+    "compressflow.data.preprocessing",
     "compressflow.models.file_limits", "compressflow.stages.model_trust", "compressflow.user_modules",
     "compressflow.fingerprints",
     # losses, metrics and the task behind them

@@ -154,7 +154,7 @@ def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable
         return {"epochs_run": 0, "history": {}}
     if streaming:
         history = splits.fit(model, batch_size=batch_size, epochs=epochs, callbacks=all_callbacks, seed=ctx.seed)
-    elif getattr(splits, "augmentation", None) is not None:  # NOTE: the dataset's augment: tf.data batches of the arrays
+    elif getattr(splits, "augmentation", None) is not None:  # NOTE: augment: tf.data batches of the arrays
         history = model.fit(splits.training_batches(batch_size, ctx.seed), epochs=epochs,
                             validation_data=(splits.x_val, splits.y_val) if has_val else None,
                             callbacks=all_callbacks, verbose=0)

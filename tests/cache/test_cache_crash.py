@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,8 @@ def assert_recovers_from_kill(cache: Cache, messages: list[str], key: str, pid: 
 
     messages.clear()
     with cache.lock(key, stage=slow_writer.STAGE):
-        takeover = [f"taking over the lock on stage 'pruned' left by process {pid} (dead)"]
+        takeover = [f"taking over the lock on stage 'pruned' left by process {pid} "
+                    f"on host {socket.gethostname()} (dead)"]
         if killed_holding_lock or entry is None:
             assert messages == takeover
         else:

@@ -348,17 +348,17 @@ def test_workers_reach_the_store_through_the_runs_storage_options_alone(tmp_path
 def test_a_cache_spec_opens_the_same_cache_with_its_options(tmp_path: Path, s3_url: str, s3_endpoint: str) -> None:
     import pickle
 
-    from compressflow.cache.open import CacheSpec
+    from compressflow.cache.open import CacheSpec, open_spec
 
     options = {"client_kwargs": {"endpoint_url": s3_endpoint}}
     remote = RemoteCache(s3_url, local_dir=tmp_path / "copy", storage_options=options)
     remote.verify_reads = False
     spec = pickle.loads(pickle.dumps(remote.spec()))
     assert spec == CacheSpec(s3_url, storage_options=options, local_dir=str(tmp_path / "copy"), verify_reads=False)
-    again = spec.open()
+    again = open_spec(spec)
     assert isinstance(again, RemoteCache) and again.local_dir == tmp_path / "copy" and not again.verify_reads
     assert RemoteCache(s3_url).spec().local_dir is None  # each machine keeps its own default copy
-    local = Cache(tmp_path / "local").spec().open()
+    local = open_spec(Cache(tmp_path / "local").spec())
     assert isinstance(local, Cache) and local.root == tmp_path / "local"
 
 
