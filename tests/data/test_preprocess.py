@@ -296,3 +296,33 @@ def test_a_pipeline_trains_on_augmented_batches_and_evaluates_on_plain_ones(tmp_
     assert accuracy("check_negated", "trained") < accuracy("check", "trained") - 0.3
     assert accuracy("check_stream", "streamed") > 0.5
 
+
+
+@pytest.mark.tf
+def test_the_docs_example_validates_loads_and_augments(beside):
+    import re
+
+    import numpy as np
+    import yaml
+
+    from compressflow.data.datasets import load_splits
+    from compressflow.dsl.schema import pipeline_model
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
+    section = doc.split("## Preprocessing and augmentation")[1].split("\n## ")[0]
+    (python,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (snippet,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    common = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)[0])
+    write(beside / "steps.py", python)
+    document = {**common, "datasets": yaml.safe_load(snippet)["datasets"]}
+    pipeline = write(beside / "p.yaml", yaml.safe_dump(document, sort_keys=False))
+    result = cli("validate", pipeline)
+    assert result.code == 0, result.text
+
+    datasets = pipeline_model().model_validate(document).datasets
+    splits = load_splits(datasets["digits"], Environment(pipeline_dir=beside, datasets=dict(datasets)), "digits")
+    plain = load_splits(SklearnDigits(), Environment(pipeline_dir=beside), "digits")
+    np.testing.assert_allclose(splits.x_val, plain.x_val - 0.5)
+    batches = _inputs(splits.training_batches(64, seed=0))
+    assert batches.shape == splits.x_train.shape and not np.allclose(np.sort(batches, axis=None),
+                                                                     np.sort(splits.x_train, axis=None))
