@@ -326,3 +326,26 @@ def test_the_docs_example_validates_loads_and_augments(beside):
     batches = _inputs(splits.training_batches(64, seed=0))
     assert batches.shape == splits.x_train.shape and not np.allclose(np.sort(batches, axis=None),
                                                                      np.sort(splits.x_train, axis=None))
+
+
+RERUN_STAGES = """\
+  base: {type: load, builder: compressflow.models:small_cnn}
+  plain: {type: fine_tune, model: base, data: digits, epochs: 2}
+  shifted: {type: fine_tune, model: base, data: flipped, epochs: 2}"""
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_rerun_trains_on_the_same_augmented_batches(tmp_path):
+    histories = []
+    for name in ("first", "second"):  # NOTE: two caches, so the second run trains again in a process of its own
+        pipeline = _project(tmp_path / name, PIPELINE_DATASETS, RERUN_STAGES)
+        result = cli("run", pipeline, timeout=900)
+        assert result.code == 0, result.text
+        plan = json.loads(cli("plan", pipeline, "--json").out)
+        histories.append({stage: json.loads((tmp_path / name / ".compressflow/cache/entries" / key[:2] / key
+                                             / "metrics.json").read_text())["history"]
+                          for stage, key in ((s, plan[s]["key"]) for s in ("plain", "shifted"))})
+    first, second = histories
+    assert first["shifted"] == second["shifted"]
+    assert first["shifted"]["loss"] != first["plain"]["loss"]
