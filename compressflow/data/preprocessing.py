@@ -95,6 +95,8 @@ LAYERS: dict[str, BuiltinLayer] = {
     "random_brightness": BuiltinLayer("RandomBrightness", ("factor",), ("value_range",)),
     "gaussian_noise": BuiltinLayer("GaussianNoise", ("stddev",)),
 }
+#: Built-in layers that take inputs of any shape (the others take images).
+NOT_IMAGE_LAYERS = frozenset({"gaussian_noise"})
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
@@ -231,6 +233,7 @@ class Augmentation:
             if self.spec.batched:
                 return map_function(ds.batch(batch_size), _per_batch(self.spec), self.what)
             return map_function(ds, self.spec, self.what).batch(batch_size)
+        self._check_images(ds.element_spec[0].shape)
         layers = self.layers(seed)
 
         def augment(x, y):
@@ -239,6 +242,15 @@ class Augmentation:
             return x, y
 
         return ds.batch(batch_size).map(augment)
+
+    def _check_images(self, shape) -> None:
+        """Fail clearly when an image layer is given samples that are not images ``(height, width, channels)``."""
+        for spec in self.spec:
+            name = next(iter(spec))
+            if name not in NOT_IMAGE_LAYERS and shape.rank != 3:
+                raise StageFailed(f"{self.what} layer {name!r} works on images (height, width, channels), but the "
+                                  f"samples have shape {tuple(shape)}; use gaussian_noise or a module:function for "
+                                  "other inputs")
 
     def layers(self, seed: int) -> list:
         """The built-in layers, each seeded from ``seed`` and its place in the list."""

@@ -229,6 +229,20 @@ def test_augment_reaches_the_training_batches_only(beside):
 
 
 @pytest.mark.tf
+def test_a_function_or_layer_that_cannot_work_fails_saying_which_and_why(beside):
+    from compressflow.errors import StageFailed
+
+    write(beside / "bad_steps.py", "def inputs_only(x, y):\n    return x\n")
+    with pytest.raises(StageFailed, match="preprocess function bad_steps:inputs_only returned a .*; it must return"):
+        _load(beside, preprocess="bad_steps:inputs_only")
+    flat = _load(beside, layout="flat", augment=[{"random_flip": "horizontal"}])
+    with pytest.raises(StageFailed, match=r"layer 'random_flip' works on images .* shape \(64,\)"):
+        flat.training_batches(32, seed=0)
+    noisy = _load(beside, layout="flat", augment=[{"gaussian_noise": 0.1}])
+    assert _inputs(noisy.training_batches(32, seed=0)).shape == noisy.x_train.shape
+
+
+@pytest.mark.tf
 def test_built_in_layers_are_seeded(beside):
     import numpy as np
 
