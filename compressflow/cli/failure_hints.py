@@ -70,9 +70,9 @@ def _set_at(pipeline, path: tuple) -> str:
 
 def upstream_stages(pipeline, stage: str) -> list[str]:
     """The stages ``stage`` depends on, directly or not, in file order."""
-    import networkx as nx
+    from compressflow.dsl.digraph import ancestors
 
-    before = nx.ancestors(pipeline.graph(), stage)
+    before = ancestors(pipeline.graph(), stage)
     return [name for name in pipeline.stages if name in before]
 
 

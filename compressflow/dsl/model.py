@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 
 from compressflow.errors import Location
+from compressflow.dsl.digraph import DiGraph
 from compressflow.dsl.located import LocatedDict, location_of
 from compressflow.stages.base import Dataset, Stage
 
@@ -34,7 +34,7 @@ class Pipeline:
     root: Path
     document: LocatedDict = field(repr=False)
     imports: tuple[str, ...] = ()
-    _graph: nx.DiGraph = field(repr=False, default_factory=nx.DiGraph)
+    _graph: DiGraph = field(repr=False, default_factory=DiGraph)
 
     def location_of(self, path: tuple) -> Location | None:
         """Where the value at a document path was written, e.g. ``("stages", "pruned", "epochs")``.
@@ -53,6 +53,6 @@ class Pipeline:
                 seen.setdefault(name, None)
         return list(seen)
 
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> DiGraph:
         """A copy of the stage graph: one node per stage, edges ``dependency -> dependent``."""
         return self._graph.copy()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 from typing import Iterator, NamedTuple
 
-import networkx as nx
 
 from compressflow.errors import MAX_REPORTED, Location, Problem, did_you_mean, quoted
+from compressflow.dsl.digraph import CycleFound, DiGraph, topological_order
 from compressflow.dsl.located import LocatedDict, LocatedList
 from compressflow.stages.base import Stage
 
@@ -31,7 +31,7 @@ class Reference(NamedTuple):
 
 
 def check_references(document: LocatedDict, stage_classes: dict[str, type[Stage]],
-                     problems: list[Problem]) -> nx.DiGraph:
+                     problems: list[Problem]) -> DiGraph:
     """Report dangling, self and dataset references and cycles; return the stage graph.
 
     The graph has one node per stage and an edge ``dependency -> dependent`` per
@@ -65,7 +65,7 @@ def check_references(document: LocatedDict, stage_classes: dict[str, type[Stage]
                 problems.append(Problem(
                     f"'{ref.field}' of stage {quoted(name)} names an unknown dataset {quoted(ref.target)}",
                     ref.location, ref.path, hint=hints.hint(ref.target, dataset_names, "datasets")))
-    graph = nx.DiGraph()
+    graph = DiGraph()
     graph.add_nodes_from(stages)
     graph.add_edges_from((source, target, {"references": refs}) for (source, target), refs in edges.items())
     problems.extend(cycle_problems(graph, list(stages)))
@@ -107,8 +107,16 @@ class _Hints:
         return f"known {section}: " + ", ".join(first) + (" ..." if len(known) > 20 else "")
 
 
-def cycle_problems(graph: nx.DiGraph, order: list[str]) -> list[Problem]:
+def cycle_problems(graph: DiGraph, order: list[str]) -> list[Problem]:
     """One problem per cycle, naming its members in order of the data flow."""
+    try:
+        topological_order(graph)
+        return []
+    except CycleFound:
+        pass
+    import networkx as nx  # NOTE: only for a graph with cycles, to name them
+
+    graph = graph.to_networkx()
     position = {name: index for index, name in enumerate(order)}
     problems = []
     # NOTE: simple_cycles is slow on large acyclic graphs; strongly connected components are not.

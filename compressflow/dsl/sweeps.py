@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
-
 from compressflow.errors import Problem
+from compressflow.dsl.digraph import CycleFound, DiGraph, topological_order
 from compressflow.dsl.located import LocatedDict, LocatedList, ValueBudget, copy_located
 from compressflow.dsl.matrix import Setting, apply_setting, combinations, take_matrix
 from compressflow.dsl.names import base_name, variant_name
@@ -264,13 +263,13 @@ def _targets(config: object, stage_classes: dict[str, type[Stage]]) -> list[str]
 
 def _order(stages: LocatedDict, stage_classes: dict[str, type[Stage]]) -> list[str] | None:
     """Stages with what they reference first (file order otherwise); None when they form a cycle."""
-    graph = nx.DiGraph()
+    graph = DiGraph()
     graph.add_nodes_from(stages)
     for name, config in stages.items():
         graph.add_edges_from((target, name) for target in _targets(config, stage_classes)
                              if target in stages and target != name)
     position = {name: index for index, name in enumerate(stages)}
     try:
-        return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
-    except nx.NetworkXUnfeasible:
+        return topological_order(graph, key=position.__getitem__)
+    except CycleFound:
         return None

@@ -1,22 +1,21 @@
-"""The pipeline as a ``networkx.DiGraph`` and the stage selections of the CLI."""
+"""The pipeline as a graph (:class:`compressflow.dsl.digraph.DiGraph`) and the stage selections of the CLI."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-import networkx as nx
-
+from compressflow.dsl.digraph import DiGraph, ancestors, descendants, topological_order
 from compressflow.errors import UsageError, did_you_mean
 
 
-def build_graph(pipeline) -> nx.DiGraph:
+def build_graph(pipeline) -> DiGraph:
     """One node per stage (attribute ``stage``: its config), one edge per reference.
 
     Edges go from a dependency to its dependent; attribute ``fields`` lists the
     fields of the dependent that name the dependency.
     """
-    graph = nx.DiGraph()
+    graph = DiGraph()
     for name, stage in pipeline.stages.items():
         graph.add_node(name, stage=stage)
     for name, stage in pipeline.stages.items():
@@ -29,10 +28,10 @@ def build_graph(pipeline) -> nx.DiGraph:
     return graph
 
 
-def execution_order(graph: nx.DiGraph) -> list[str]:
+def execution_order(graph: DiGraph) -> list[str]:
     """Topological order, ties broken by the order stages were written in."""
     position = {name: i for i, name in enumerate(graph.nodes)}
-    return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    return topological_order(graph, key=position.__getitem__)
 
 
 @dataclass
@@ -54,7 +53,7 @@ class Selection:
         return not (self.only or self.from_ or self.until)
 
 
-def match_stages(graph: nx.DiGraph, pattern: str, option: str) -> list[str]:
+def match_stages(graph: DiGraph, pattern: str, option: str) -> list[str]:
     """Stages whose name equals or matches ``pattern`` (see :class:`Selection`); a usage error when none does."""
     if pattern in graph:
         return [pattern]
@@ -71,7 +70,7 @@ def match_stages(graph: nx.DiGraph, pattern: str, option: str) -> list[str]:
     return matched
 
 
-def requested_stages(graph: nx.DiGraph, selection: Selection) -> set[str]:
+def requested_stages(graph: DiGraph, selection: Selection) -> set[str]:
     """The stages a selection asks to bring up to date.
 
     ``--only``: exactly those. ``--until S``: S and everything it depends on.
@@ -83,17 +82,17 @@ def requested_stages(graph: nx.DiGraph, selection: Selection) -> set[str]:
     if selection.until:
         upto: set[str] = set()
         for name in (n for p in selection.until for n in match_stages(graph, p, "--until")):
-            upto |= {name} | nx.ancestors(graph, name)
+            upto |= {name} | ancestors(graph, name)
         requested &= upto
     if selection.from_:
         onward: set[str] = set()
         for name in (n for p in selection.from_ for n in match_stages(graph, p, "--from")):
-            onward |= {name} | nx.descendants(graph, name)
+            onward |= {name} | descendants(graph, name)
         requested &= onward
     return requested
 
 
-def forced_stages(graph: nx.DiGraph, selection: Selection, requested: set[str]) -> set[str]:
+def forced_stages(graph: DiGraph, selection: Selection, requested: set[str]) -> set[str]:
     if selection.force is None:
         return set()
     if not selection.force:

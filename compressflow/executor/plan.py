@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from compressflow.errors import CompressflowError, PipelineError, Problem, UsageError
+from compressflow.dsl.digraph import DiGraph, reaching
 from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
 from compressflow.executor.keys import StageKey, stage_key
@@ -48,7 +47,7 @@ class Plan:
     """Stages in execution order with their actions; the graph they come from."""
 
     pipeline: Any
-    graph: nx.DiGraph
+    graph: DiGraph
     env: Environment
     stages: dict[str, PlannedStage]
     _lineage_entries: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
@@ -111,7 +110,7 @@ def seed_name_of(name: str) -> str:
     return local_name(name)
 
 
-def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]) -> dict[str, StageKey]:
+def compute_keys(pipeline, graph: DiGraph, env: Environment, order: list[str]) -> dict[str, StageKey]:
     """Keys of every stage, inputs first. Fingerprint failures become located problems."""
     keys: dict[str, StageKey] = {}
     problems: list[Problem] = []
@@ -134,7 +133,7 @@ def compute_keys(pipeline, graph: nx.DiGraph, env: Environment, order: list[str]
     return keys
 
 
-def needed_stages(graph: nx.DiGraph, requested: set[str]) -> set[str]:
+def needed_stages(graph: DiGraph, requested: set[str]) -> set[str]:
     """``requested`` and everything they depend on, in one walk of the graph."""
     # NOTE: one multi-source walk; nx.ancestors per requested stage is quadratic on long chains.
     if len(requested) == graph.number_of_nodes():
@@ -142,15 +141,9 @@ def needed_stages(graph: nx.DiGraph, requested: set[str]) -> set[str]:
     return upstream_of(graph, requested)
 
 
-def upstream_of(graph: nx.DiGraph, names: set[str]) -> set[str]:
+def upstream_of(graph: DiGraph, names: set[str]) -> set[str]:
     """``names`` and every stage they depend on, directly or not."""
-    needed, stack = set(names), list(names)
-    while stack:
-        for parent in graph.predecessors(stack.pop()):
-            if parent not in needed:
-                needed.add(parent)
-                stack.append(parent)
-    return needed
+    return reaching(graph.predecessors, names)
 
 
 def make_plan(pipeline, cache, selection: Selection | None = None, *,

@@ -21,7 +21,12 @@ def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
              keep_going: bool = False, verify: bool = False, log_dir: Path | None = None,
              run_dir: Path | None = None) -> RunReport:
     """Execute ``plan`` on ``runner`` (see :func:`compressflow.executor.schedule_loop.run_plan`); searches included."""
+    return schedule_loop.run_plan(plan, cache, runner, reporter, keep_going=keep_going, verify=verify,
+                                  log_dir=log_dir, run_dir=run_dir, drive=_drive_search)
+
+
+def _drive_search(plan: Plan, name: str, cache, runner: Runner, reporter: Reporter, **options):
+    """The search driver, imported only by a run that has a search (it brings Optuna's helpers and networkx)."""
     from compressflow.executor.search_driver import submit_search
 
-    return schedule_loop.run_plan(plan, cache, runner, reporter, keep_going=keep_going, verify=verify,
-                                  log_dir=log_dir, run_dir=run_dir, drive=submit_search)
+    return submit_search(plan, name, cache, runner, reporter, **options)

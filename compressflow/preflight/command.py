@@ -67,10 +67,10 @@ def stages_to_check(plan) -> list[str]:
     NOTE: a stage with nothing to run before it fails at once if it fails; checking it first
     would only add time (and a fully cached run imports no TensorFlow).
     """
-    import networkx as nx
+    from compressflow.dsl.digraph import ancestors
 
     to_run = set(plan.to_run())
-    return [name for name in to_run if nx.ancestors(plan.graph, name) & to_run
+    return [name for name in to_run if ancestors(plan.graph, name) & to_run
             and plan.stages[name].stage.kind in CHECKED_TYPES]
 
 
