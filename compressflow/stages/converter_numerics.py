@@ -29,9 +29,10 @@ Not measured:
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # NOTE: numpy is imported where used: the quantize stage's module is read by every validation
+    import numpy as np
 
 #: The converter methods whose models get a numerics table.
 NUMERICS_METHODS = ("int8", "int16x8", "dynamic")
@@ -117,6 +118,8 @@ def validation_samples(splits, data: str, count: int) -> tuple[np.ndarray, str] 
     if getattr(splits, "streaming", False):
         samples = splits.validation_samples(count)
     else:
+        import numpy as np
+
         samples = np.asarray(splits.x_val[:count], np.float32)
     if not len(samples):
         return None

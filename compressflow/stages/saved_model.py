@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 SAVED_MODEL = "saved_model"  # the artifact kind
 SAVED_MODEL_DIR = "saved_model"  # its folder inside the artifact
@@ -87,6 +86,8 @@ def load_plain_saved_model(ctx, path: Path, shown: str) -> None:
     (input_name, input_spec), = inputs.items()
     (output_name, output_spec), = outputs.items()
     shutil.copytree(path, ctx.out_dir / SAVED_MODEL_DIR)
+    import numpy as np  # NOTE: here, not at the top: every validation imports this module
+
     params = int(sum(int(np.prod(variable.shape)) for variable in function.variables))
     ctx.write_json("metrics.json", {"params": params, "signature": signature})
     ctx.log(f"SavedModel {shown} (not saved by Keras: it can be converted and evaluated, not trained): "
