@@ -125,7 +125,8 @@ class NpzDataset(_Preprocessing):
 
 @register_dataset
 class ImageDirectory(_Preprocessing):
-    """Images in one sub-folder per class (Keras' `image_dataset_from_directory`)."""
+    """Images in one sub-folder per class (labelled as Keras' `image_dataset_from_directory` does), streamed from
+    disk and decoded once per machine."""
 
     type: Literal["image_directory"] = "image_directory"
     path_fields: ClassVar[dict[str, str]] = {"path": "dataset path"}
@@ -139,17 +140,46 @@ class ImageDirectory(_Preprocessing):
         return {"sha256": tree_sha256(path) if path.exists() else "missing"}
 
     def load_arrays(self, env: Environment):
+        """Every image (in Keras' order, not shuffled) as one float32 array, and the labels: the whole folder."""
         import numpy as np
 
-        from compressflow.stages.tfutil import import_tensorflow
+        from compressflow.data.image_folder import decode_stream, list_images
 
-        tf = import_tensorflow()
         path = env.resolve_path(self.path, what="dataset path")
-        ds = tf.keras.utils.image_dataset_from_directory(
-            str(path), image_size=tuple(self.image_size), color_mode=self.color_mode,
-            shuffle=False, batch_size=None, label_mode="int")
-        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds]) if ds.cardinality() else ((), ())
-        return np.stack(xs).astype("float32"), np.asarray(ys)
+        files, labels, _ = list_images(path)
+        batches = [np.asarray(x) for x in decode_stream(path, files, self.image_size, self.color_mode).batch(256)]
+        shape = (0, *self.image_size, {"grayscale": 1, "rgb": 3, "rgba": 4}[self.color_mode])
+        return (np.concatenate(batches) if batches else np.zeros(shape, np.float32)), np.asarray(labels, np.int32)
+
+    def load_source(self, env: Environment, name: str):
+        """The splits as streams of decoded images (:mod:`compressflow.data.image_folder`): from the copy decoded
+        once per machine beside the run's cache, or from the files outside a run."""
+        from compressflow.data.image_folder import ImageFolderSplits, decode_stream, split_folder
+
+        path = env.resolve_path(self.path, what="dataset path")
+        folder = split_folder(path, seed=env.seed, shuffle=self.shuffle, limit=self.limit,
+                              validation_fraction=self.validation_fraction, name=name)
+        if env.local_cache is None:
+            from compressflow.stages.tfutil import import_tensorflow
+
+            tf = import_tensorflow()
+            streams = {split: tf.data.Dataset.zip((decode_stream(path, folder.files(split), self.image_size,
+                                                                 self.color_mode),
+                                                   tf.data.Dataset.from_tensor_slices(folder.labels(split))))
+                       for split in ("train", "validation")}
+        else:
+            from compressflow.data.decoded_images import decoded_key, decoded_streams
+            from compressflow.fingerprints import HASH_STATE_NAME, release_state, use_state
+
+            use_state(env.local_cache / HASH_STATE_NAME)  # NOTE: the plan hashed the files: their stat is enough now
+            try:
+                fingerprint = tree_sha256(path)
+            finally:
+                release_state()
+            key = decoded_key(fingerprint, folder, self.image_size, self.color_mode)
+            streams = decoded_streams(env.local_cache, key, folder, self.image_size, self.color_mode, name)
+        return ImageFolderSplits(name, folder, streams["train"], streams["validation"], scale=self.scale,
+                                 shuffle=self.shuffle, seed=env.seed)
 
 
 @register_dataset
@@ -215,7 +245,7 @@ class PythonDataset(_Preprocessing):
         from compressflow.data.function_result import is_array_pair, result_splits
 
         result = self._call()
-        return self._arrays(result) if is_array_pair(result) else result_splits(result, self, env, name)
+        return self._arrays(result) if is_array_pair(result) else result_splits(result, self, env, name, Splits)
 
     def _call(self):
         import importlib
@@ -363,5 +393,3 @@ def dataset_name(dataset: Dataset, env: Environment) -> str:
             return name
     return next((name for name, known in env.datasets.items() if known == dataset), f"({dataset.type})")
 
-
-from compressflow.data import tfrecord  # noqa: E402,F401 - registers the `tfrecord` type

@@ -8,6 +8,7 @@ tf.data pipeline in it gives :class:`StreamSplits`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from compressflow.errors import StageFailed
@@ -22,8 +23,10 @@ def is_array_pair(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and len(value) == 2 and not any(_is_tf_dataset(v) for v in value)
 
 
-def result_splits(result: Any, dataset: Any, env: Any, name: str):
-    """:class:`Splits` or :class:`StreamSplits` from a function's tf.data pipeline or dict of splits."""
+def result_splits(result: Any, dataset: Any, env: Any, name: str, arrays: Callable[..., Any]):
+    """``arrays(x_train, y_train, x_val, y_val)`` (the caller's :class:`Splits`, which this module does not
+    import: it sits below the dataset types) or :class:`StreamSplits`, from a function's tf.data pipeline or
+    dict of splits."""
     from compressflow.data.streams import StreamSplits, _is_tf_dataset, as_stream
 
     where = f"dataset {name!r} (function {dataset.function})"
@@ -42,18 +45,17 @@ def result_splits(result: Any, dataset: Any, env: Any, name: str):
                           "{'train': ..., 'validation': ...}, or set `validation_fraction: 0` on the dataset to "
                           "train without validation")
     if all(is_array_pair(value) for value in result.values()):
-        return _array_splits(result, dataset, env, name, where)
+        return arrays(*_array_splits(result, dataset, env, name, where))
     return StreamSplits(name, as_stream(result["train"], f"{where} 'train'"),
                         None if "validation" not in result else as_stream(result["validation"],
                                                                           f"{where} 'validation'"),
                         scale=dataset.scale, limit=dataset.limit, shuffle=dataset.shuffle, seed=env.seed)
 
 
-def _array_splits(result: dict, dataset: Any, env: Any, name: str, where: str):
+def _array_splits(result: dict, dataset: Any, env: Any, name: str, where: str) -> tuple:
     import numpy as np
 
     from compressflow.data.checks import check_finite
-    from compressflow.data.datasets import Splits
 
     parts, checked = {}, {}
     for split in SPLIT_NAMES:
@@ -73,4 +75,4 @@ def _array_splits(result: dict, dataset: Any, env: Any, name: str, where: str):
         parts[split] = (x, y)
         checked[split] = (x, y, order)
     check_finite(name, checked)
-    return Splits(*parts["train"], *parts["validation"])
+    return (*parts["train"], *parts["validation"])

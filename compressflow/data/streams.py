@@ -87,6 +87,8 @@ class StreamSplits:
     """Training and (optionally) validation splits read as tf.data streams."""
 
     streaming = True
+    #: Samples held by the training stream's shuffle buffer.
+    shuffle_buffer = SHUFFLE_BUFFER
 
     def __init__(self, name: str, train, validation=None, *, scale: float | None = None,
                  limit: int | None = None, shuffle: bool = True, seed: int = 0):
@@ -143,7 +145,8 @@ class StreamSplits:
         """
         ds = self._train
         if shuffle and self.shuffle:
-            ds = ds.shuffle(SHUFFLE_BUFFER, seed=self.seed if seed is None else seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(self.shuffle_buffer, seed=self.seed if seed is None else seed,
+                            reshuffle_each_iteration=True)
         if augment_seed is not None and self.augmentation is not None:
             return self.augmentation.batches(ds, batch_size, augment_seed).prefetch(2)
         return ds.batch(batch_size).prefetch(2)

@@ -339,6 +339,9 @@ class Environment:
     imports: tuple[str, ...] = ()
     # The pipeline's stages by name, while it is checked (``Stage.check``): what a stage's inputs will be.
     stages: dict[str, "Stage"] = field(default_factory=dict)
+    # The run's local cache folder on the machine running the stage (None outside a run): where data
+    # decoded once per machine is kept (compressflow.data.decoded_images).
+    local_cache: Path | None = None
 
     def resolve_path(self, raw: str | os.PathLike[str], *, what: str) -> Path:
         """Resolve a path written in the pipeline, relative to the pipeline's folder.

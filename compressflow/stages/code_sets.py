@@ -15,6 +15,7 @@ TF_CODE = (
     "compressflow.data.datasets", "compressflow.data.checks", "compressflow.models.safety",
     "compressflow.data.streams", "compressflow.data.function_result", "compressflow.data.tfrecord",
     "compressflow.data.preprocessing",
+    "compressflow.data.image_folder", "compressflow.data.decoded_images",
     "compressflow.models.file_limits", "compressflow.stages.model_trust", "compressflow.user_modules",
     "compressflow.fingerprints",
     # losses, metrics and the task behind them

@@ -50,6 +50,7 @@ BUILTIN_MODULES = (
     "compressflow.stages.search",
     "compressflow.stages.subpipeline",
     "compressflow.data.datasets",
+    "compressflow.data.tfrecord",
 )
 STAGE_GROUP = "compressflow.stages"
 DATASET_GROUP = "compressflow.datasets"
