@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import image_stream
 import search_report
 from common import Series
 
@@ -18,10 +19,12 @@ HEADINGS = (
     "## 5. Scale of the DSL and planner",
     "## 6. Compression outcome",
     "## 7. Search: TPE against a grid",
+    "## 8. Image folders streamed from disk",
     "## How to reproduce",
 )
 # Each heading's section of results.json (None: the summary, the machine, how to reproduce).
-SECTION_OF = (None, None, "digits", "digits", "digits", "parallel", "scale", "outcome", "search", None)
+SECTION_OF = (None, None, "digits", "digits", "digits", "parallel", "scale", "outcome", "search", "image_stream",
+              None)
 
 
 def _series(data: dict) -> Series:
@@ -634,7 +637,7 @@ def render(results: dict, *, out_path: Path, results_dir: Path) -> str:
     lines += ["", HEADINGS[1], ""] + machine_section(results) + [""]
     bodies = {2: overhead_section, 3: cached_section, 4: incremental_section, 5: parallel_section,
               6: scale_section, 7: lambda r: outcome_section(r, out_path, results_dir),
-              8: lambda r: search_report.section(r["search"])}
+              8: lambda r: search_report.section(r["search"]), 9: lambda r: image_stream.section(r["image_stream"])}
     for index, body in bodies.items():
         name = SECTION_OF[index]
         lines += [HEADINGS[index], ""]
@@ -642,5 +645,5 @@ def render(results: dict, *, out_path: Path, results_dir: Path) -> str:
             lines += [f"Not measured yet: `python bench/run.py --sections {name}`.", ""]
             continue
         lines += measured_note(results, name) + body(results)
-    lines += [HEADINGS[9], ""] + reproduce_section(results)
+    lines += [HEADINGS[10], ""] + reproduce_section(results)
     return "\n".join(lines) + "\n"

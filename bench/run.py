@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import digits_runs  # noqa: E402
 import dvc_compare  # noqa: E402
+import image_stream  # noqa: E402
 import machine  # noqa: E402
 import outcome  # noqa: E402
 import parallel  # noqa: E402
@@ -46,6 +47,7 @@ SECTIONS = {
     "scale": "section 5: validate and plan 10,000 stages",
     "outcome": "section 6: every compression technique",
     "search": "section 7: TPE against a grid",
+    "image_stream": "section 8: an image folder streamed at two sizes (peak memory, time per epoch)",
 }
 
 
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         section("scale", lambda: scale.measure(settings))
         section("outcome", lambda: outcome.measure(settings))
         section("search", lambda: search_vs_grid.measure(settings))
+        section("image_stream", lambda: image_stream.measure(settings))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

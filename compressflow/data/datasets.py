@@ -1,7 +1,8 @@
 """Dataset types (entries under ``datasets:``) and the deterministic train/validation split.
 
-Loading returns numpy arrays; only ``image_directory`` and ``tfds`` import TensorFlow
-(inside ``load_arrays``). Fingerprints are cheap and import nothing heavy.
+Loading returns numpy arrays, or streams (``image_directory``, ``tfrecord``, tf.data from a ``python``
+function); TensorFlow is imported only inside the loading methods. Fingerprints are cheap and import
+nothing heavy.
 """
 
 from __future__ import annotations
