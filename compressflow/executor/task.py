@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 import time
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
