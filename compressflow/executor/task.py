@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from compressflow.errors import CompressflowError, GateFailed
-from compressflow.cache.open import CacheSpec
+from compressflow.cache.open import CacheSpec, open_spec
 from compressflow.executor.capture import stderr_to_file
 from compressflow.executor.events import EventSink
 from compressflow.executor.parent_watch import check_parent
