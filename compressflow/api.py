@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from compressflow.cache.backend import CacheBackend
 from compressflow.errors import UsageError
 from compressflow.executor.graph import Selection
 from compressflow.executor.plan import Plan, make_plan
@@ -163,13 +164,28 @@ def _prepare(pipeline, cache_dir, selection, reporter, allow_outside_paths: bool
     from compressflow.tracking import check_tensorboard
 
     cache = open_cache(pipeline, cache_dir, log=reporter.message)
-    verify = verify or cache.verify_reads  # NOTE: a cache others write to (a URL) is rehashed by default
-    the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths, verify=verify)
+    the_plan = _checked_plan(pipeline, cache, selection, allow_outside_paths, verify)
     check_tensorboard(the_plan)
     cache.clean_stale_tmp()
     cached = sum(1 for s in the_plan.stages.values() if s.action == "cached")
     reporter.message(f"pipeline {pipeline.name}: {len(the_plan.to_run())} to run, {cached} cached")
     return cache, the_plan
+
+
+def _checked_plan(pipeline, cache: CacheBackend, selection, allow_outside_paths: bool, verify: bool) -> Plan:
+    """The run's plan. ``verify`` rehashes every cached entry; a cache others write to (``verify_reads``)
+    rehashes only the cached entries the run reads (inputs of stages that run, outputs published on
+    every run), so that a fully cached run transfers no entry's files."""
+    the_plan = make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths, verify=verify)
+    if verify or not cache.verify_reads:
+        return the_plan
+    read = [name for name, item in the_plan.stages.items() if item.action == "cached" and (
+        item.stage.always_publish or any(the_plan.stages[child].action == "run"
+                                         for child in the_plan.graph.successors(name)))]
+    if all(cache.lookup(the_plan.stages[name].key.key, stage=name, verify=True) is not None for name in read):
+        return the_plan
+    # NOTE: one was damaged (reported, removed): rehash them all, so that every damaged one is planned to run
+    return make_plan(pipeline, cache, selection, allow_outside_paths=allow_outside_paths, verify=True)
 
 
 def _run_recorded(session, options, *, keep_going: bool, verify: bool, log_dir: Path | None) -> RunReport:
@@ -253,7 +269,7 @@ def _yaml_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def summaries(the_plan: Plan, cache) -> list[tuple[str, str]]:
+def summaries(the_plan: Plan, cache: CacheBackend) -> list[tuple[str, str]]:
     """Texts that stages want shown at the end of a run (e.g. evaluate's table)."""
     from compressflow.stages.base import Artifact, Stage
 
