@@ -20,7 +20,7 @@ import numpy as np
 from compressflow.data.streams import first_samples, predict_all
 from compressflow.stages.base import KERAS_MODEL, TFLITE_MODEL, Artifact
 from compressflow.stages.measure import file_sizes, predicted_classes, time_calls, weight_statistics
-from compressflow.stages.prediction_metrics import task_metrics, user_metrics
+from compressflow.stages.prediction_metrics import output_metrics, output_task, task_metrics, user_metrics
 from compressflow.stages.saved_model import SAVED_MODEL
 
 
@@ -57,9 +57,18 @@ def measure_model(artifact: Artifact, x: np.ndarray, y: np.ndarray, *, top_k: li
     else:
         raise ValueError(f"stage {artifact.stage!r} gives {artifact.kind}, not a model")
     result: dict[str, Any] = {"kind": artifact.kind, "label": model_label(artifact),
-                              "file": artifact.file().name, "samples": int(len(x))}
-    task = task(scores) if callable(task) else task
+                              "file": artifact.file().name, "samples": _count(x)}
     from_logits = artifact.meta.get("from_logits")
+    if isinstance(scores, dict):  # NOTE: several outputs: each output's metrics, keyed <output>/<metric>
+        if not isinstance(y, dict):
+            raise ValueError(f"the model has outputs {sorted(scores)}; the labels must be a dict by those names")
+        result.update(output_metrics(lambda name, s, labels: output_task(s, labels), scores, y,
+                                     top_k=top_k, from_logits=from_logits))
+        result.update(weight_statistics(tensors))
+        result.update(file_sizes(artifact.file()))
+        result.update(timing)
+        return result
+    task = task(scores) if callable(task) else task
     measured = task_metrics(task, scores, y, top_k=top_k, from_logits=from_logits)
     result.update(measured)
     extra = [spec for spec in metrics or () if _key(spec) not in measured]
@@ -80,10 +89,16 @@ def _keras(artifact: Artifact, x: np.ndarray, latency):
 
     tf = import_tensorflow()
     model = load_keras_artifact(artifact)
-    scores = predict_all(lambda batch: model.predict(batch, batch_size=256, verbose=0), x)
+    names = list(model.output_names)
+
+    def predict(batch):
+        scores = model.predict(batch, batch_size=256, verbose=0)
+        return dict(zip(names, scores)) if isinstance(scores, (list, tuple)) else scores
+
+    scores = predict_all(predict, x) if not isinstance(x, dict) else predict(x)
     timing = {}
     if latency is not None:
-        sample = tf.constant(first_samples(x))
+        sample = tf.nest.map_structure(tf.constant, _first(x))
         call = tf.function(lambda batch: model(batch, training=False))
         call(sample)  # NOTE: tracing is compilation, not inference: never timed
         timing = time_calls(lambda: call(sample).numpy(), warmup=latency.warmup, runs=latency.runs)
@@ -95,13 +110,27 @@ def _tflite(artifact: Artifact, x: np.ndarray, latency):
     from compressflow.stages.tflite_weights import read_parameters
 
     path = artifact.file()
-    scores = predict_all(LiteRTModel(path).predict, x)
+    model = LiteRTModel(path)
+    scores = model.predict(x) if isinstance(x, dict) else predict_all(model.predict, x)
     timing = {}
     if latency is not None:
         runner = LiteRTModel(path, threads=latency.threads)
-        timing = time_calls(runner.single_sample_call(first_samples(x)[0]), warmup=latency.warmup, runs=latency.runs)
+        first = _first(x)
+        sample = {name: value[0] for name, value in first.items()} if isinstance(first, dict) else first[0]
+        timing = time_calls(runner.single_sample_call(sample), warmup=latency.warmup, runs=latency.runs)
         timing["latency_threads"] = latency.threads
     return scores, read_parameters(path), timing
+
+
+def _first(x):
+    """The first input of arrays, a stream, or a dict of arrays by input name."""
+    if isinstance(x, dict):
+        return {name: np.asarray(value)[:1] for name, value in x.items()}
+    return first_samples(x)
+
+
+def _count(x) -> int:
+    return int(len(next(iter(x.values())))) if isinstance(x, dict) else int(len(x))
 
 
 def _key(spec) -> str:

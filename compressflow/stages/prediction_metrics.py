@@ -77,6 +77,35 @@ def task_metrics(task: str, scores: np.ndarray, labels: np.ndarray, *, top_k: It
     raise ValueError(f"unknown task {task!r}")
 
 
+def output_metrics(task_of, scores: dict[str, np.ndarray], labels: dict[str, np.ndarray], *,
+                   top_k: Iterable[int] = (1,), from_logits: bool | None = None) -> dict[str, Any]:
+    """The default metrics of each output of a model with several, keyed ``<output>/<metric>``.
+
+    ``task_of(name, scores, labels)`` gives the task of one output; ``labels`` are by output name.
+    """
+    missing = sorted(set(scores) - set(labels))
+    if missing:
+        raise ValueError(f"the model's outputs are {sorted(scores)}; the labels give {sorted(labels)} "
+                         f"(nothing for {missing})")
+    results: dict[str, Any] = {}
+    for name in sorted(scores):
+        task = task_of(name, scores[name], labels[name])
+        measured = task_metrics(task, scores[name], labels[name],
+                                top_k=top_k if task == CLASSIFICATION else (1,), from_logits=from_logits)
+        results.update({f"{name}/{key}": value for key, value in measured.items()})
+        results[f"{name}/task"] = task
+    return results
+
+
+def output_task(scores: np.ndarray, labels: np.ndarray) -> str:
+    """The task of one output from its labels and scores: integer labels and several scores are a classification."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    several = scores.ndim == 2 and scores.shape[1] > 1
+    if np.issubdtype(labels.dtype, np.integer) and (several or set(np.unique(labels)) <= {0, 1}):
+        return CLASSIFICATION
+    return REGRESSION
+
+
 def user_metrics(specs, scores: np.ndarray, labels: np.ndarray, *, task: str,
                  from_logits: bool | None = None) -> dict[str, float]:
     """The user's ``metrics:`` on the predictions, by :func:`~compressflow.stages.losses.metric_key`."""
