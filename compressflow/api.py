@@ -119,7 +119,7 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     * ``argv``: the command line to record (the CLI's own); by default the equivalent
       ``compressflow run`` command, and the record says the run came from Python.
     """
-    from compressflow.cli.console import LineReporter
+    from compressflow.runs.console import LineReporter
     from compressflow.runs.session import RunSession
     from compressflow.tracking import open_tracker
     from compressflow.user_modules import use_pipeline_folder

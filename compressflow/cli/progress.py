@@ -7,7 +7,7 @@
 * a terminal: :class:`LiveReporter`, a table of every stage (cached, waiting, running,
   done, failed) with timings, and for a training stage a bar of its epochs and steps
   with the running loss and accuracy;
-* anything else (CI logs, pipes, ``TERM=dumb``): :class:`compressflow.cli.console.LineReporter`.
+* anything else (CI logs, pipes, ``TERM=dumb``): :class:`compressflow.runs.console.LineReporter`.
 
 rich is imported only when a live view is shown.
 """
@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from compressflow.cli.console import LineReporter
+from compressflow.runs.console import LineReporter
 from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
-from compressflow.cli.text_wrap import wrap_message
+from compressflow.runs.text_wrap import wrap_message
 
 MODES = ("auto", "live", "plain")
 _SHOWN_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")

@@ -76,7 +76,7 @@ def show_run(args) -> int:
 def format_record(record: dict[str, Any]) -> str:
     """A run record as readable text."""
     from compressflow.stages.report_table import format_table
-    from compressflow.cli.text_wrap import fit_last_column, terminal_width, wrap_message
+    from compressflow.runs.text_wrap import fit_last_column, terminal_width, wrap_message
 
     pipeline = record.get("pipeline", {})
     lines = [f"run {record['id']}  {record.get('status', '?')}",

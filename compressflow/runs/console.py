@@ -7,7 +7,7 @@ import threading
 from typing import Any, TextIO
 
 from compressflow.executor.task import CACHED, FAILED, RAN, TaskOutcome
-from compressflow.cli.text_wrap import terminal_width, wrap_message
+from compressflow.runs.text_wrap import terminal_width, wrap_message
 
 
 class LineReporter:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import compressflow.api
-from compressflow.cli.console import LineReporter
+from compressflow.runs.console import LineReporter
 
 from helpers import cli, runs, write
 

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import compressflow.api
-from compressflow.cli.console import LineReporter
+from compressflow.runs.console import LineReporter
 from compressflow.dsl import load_pipeline
 from compressflow.cache.local import Cache
 from compressflow.cache.names import encode_name

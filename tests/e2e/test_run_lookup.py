@@ -32,7 +32,7 @@ def test_import_compressflow_stays_cheap_until_the_api_is_used():
 
 def test_a_run_started_from_python_is_listed_shown_and_reported(shop):
     import compressflow
-    from compressflow.cli.console import LineReporter
+    from compressflow.runs.console import LineReporter
 
     lines = io.StringIO()
     result = compressflow.run(shop, overrides=["stages.tuned.epochs=2"], reporter=LineReporter(lines), echo=None)
