@@ -80,20 +80,24 @@ def _keras_archive_problem(path: Path) -> str | None:
 
 
 def inspect_model_file(path: Path) -> ModelFacts:
-    """Input shape, classes and last activation of a model file, read without TensorFlow."""
-    config = None
-    try:
-        if path.suffix == ".keras" and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                config = json.loads(archive.read("config.json"))
-        elif path.suffix in (".h5", ".hdf5"):
-            import h5py  # comes with TensorFlow; the starter works without it
+    """Input shape, classes and last activation of a model file, read without TensorFlow.
 
-            with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("model_config")
-                config = json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw is not None else None
-    except (ImportError, OSError, KeyError, ValueError, zipfile.BadZipFile):
-        config = None
+    The config is read within the limits every model file is read with (archive size, member
+    size, nesting depth): a file over one is refused with the limit's message, as ``validate``
+    would refuse it; a file that holds no readable config gives a starter without those facts.
+    """
+    from compressflow.models.file_limits import ModelFileLimit
+    from compressflow.models.safety import HDF5, KERAS_ZIP, ModelFileError, read_stored_config
+
+    fmt = KERAS_ZIP if path.suffix == ".keras" else HDF5 if path.suffix in (".h5", ".hdf5") else None
+    if fmt is None:
+        return ModelFacts()
+    try:
+        [(config, _)] = read_stored_config(path, fmt)
+    except ModelFileLimit as exc:
+        raise UsageError(str(exc)) from exc
+    except (ImportError, ModelFileError, ValueError):  # NOTE: h5py comes with TensorFlow; the starter works without it
+        return ModelFacts()
     return _facts(config) if isinstance(config, dict) else ModelFacts()
 
 

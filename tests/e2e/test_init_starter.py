@@ -115,3 +115,15 @@ def test_init_takes_an_h5_file_and_a_saved_model_folder_by_their_bytes(tmp_path)
     stages = yaml.safe_load((tmp_path / "from-saved-model.yaml").read_text())["stages"]
     assert "pruned" not in stages and stages["int8"]["model"] == "base"
     assert "pruned" in yaml.safe_load((tmp_path / "from-h5.yaml").read_text())["stages"]
+
+
+def test_init_reads_the_model_file_within_the_limits_every_model_file_is_read_with(tmp_path):
+    """A config nested deeper than the limit (a file built to exhaust the parser) is refused, not parsed."""
+    path = tmp_path / "deep.keras"
+    deep = "[" * 5000 + "]" * 5000
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", '{"class_name": "Sequential", "config": ' + deep + "}")
+    result = cli("init", "--model", "deep.keras", "-o", "compress.yaml", cwd=tmp_path)
+    assert result.code == 2, result.text
+    assert "COMPRESSFLOW_MODEL_MAX_CONFIG_DEPTH" in result.err and "Traceback" not in result.text
+    assert not (tmp_path / "compress.yaml").exists()
