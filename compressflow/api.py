@@ -96,7 +96,7 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
         reporter: Reporter | None = None, executor: str = "local", scheduler: str | None = None,
         workers: int | None = None, worker_resources: str | None = None, track: str | None = None,
         capture_logs: bool = True, echo: Callable[[str], Any] | None = print,
-        argv: list[str] | None = None, check: bool = True) -> RunResult:
+        argv: list[str] | None = None, check: bool = True, max_worker_memory: str | int | None = None) -> RunResult:
     """Run a pipeline and record the run; returns a :class:`RunResult` (``result.ok`` tells success).
 
     ``source`` is a pipeline file, a dict or a loaded :class:`compressflow.Pipeline`. The run is
@@ -106,6 +106,8 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
     * ``selection``: which stages (``Selection(only=..., from_=..., until=..., force=...)``);
     * ``jobs``: independent stages at once in worker processes; ``keep_going``: after a failure,
       finish independent branches; ``verify``: rehash every cache entry read;
+    * ``max_worker_memory`` (bytes, or a size such as ``"2G"``): replace the worker process that runs
+      TensorFlow stages once it holds more after a stage (see docs/architecture.md, memory across stages);
     * ``executor="dask"`` runs the stages on a Dask cluster: the one at ``scheduler``, or a local
       one of ``workers`` processes with ``worker_resources`` (see docs/distributed.md);
       ``cache_dir`` may be a URL;
@@ -138,7 +140,8 @@ def run(source, *, overrides=None, params_files=None, cache_dir=None, selection:
 
         check_before_run(the_plan, str(pipeline.path) if pipeline.path else "PIPELINE")
     options = SimpleNamespace(executor=executor, jobs=jobs, scheduler=scheduler, workers=workers,
-                              worker_resources=worker_resources, cache=str(cache_dir) if cache_dir else None)
+                              worker_resources=worker_resources, cache=str(cache_dir) if cache_dir else None,
+                              max_worker_memory=max_worker_memory)
     origin = "cli" if argv is not None else "python"
     if argv is None:
         argv = _equivalent_argv(source, pipeline, overrides, params_files, selection, options,
@@ -259,7 +262,8 @@ def _equivalent_argv(source, pipeline, overrides, params_files, selection: Selec
     if options.executor != "local":
         argv += ["--executor", options.executor]
     for flag, value in (("--scheduler", options.scheduler), ("--workers", options.workers),
-                        ("--worker-resources", options.worker_resources), ("--track", track)):
+                        ("--worker-resources", options.worker_resources), ("--track", track),
+                        ("--max-worker-memory", options.max_worker_memory)):
         if value is not None:
             argv += [flag, str(value)]
     return argv

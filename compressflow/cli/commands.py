@@ -62,7 +62,8 @@ def cmd_run(args, argv: list[str]) -> int:
                      keep_going=args.keep_going, verify=args.verify, allow_outside_paths=args.allow_outside_paths,
                      reporter=reporter, executor=args.executor, scheduler=args.scheduler, workers=args.workers,
                      worker_resources=args.worker_resources, track=getattr(args, "track", None),
-                     capture_logs=not args.verbose, argv=argv, check=not args.no_check)
+                     capture_logs=not args.verbose, argv=argv, check=not args.no_check,
+                     max_worker_memory=getattr(args, "max_worker_memory", None))
     if report.ok:
         return EXIT_OK
     print("\n" + failure_hint(pipeline, report, argv), file=sys.stderr)

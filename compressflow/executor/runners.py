@@ -1,25 +1,26 @@
 """Runners: where tasks execute. They differ only in their pool; the scheduling loop is shared.
 
-* :class:`SequentialRunner` runs each task in this process (TensorFlow imported once).
-* :class:`ProcessRunner` keeps up to ``jobs`` worker processes alive for the whole run, so each
-  worker imports TensorFlow at most once, and runs independent branches at once.
+* :class:`SequentialRunner` (``--jobs 1``) runs one task at a time: TensorFlow stages in one worker
+  process that is replaced when it has grown too much, other stages in this process.
+* :class:`ProcessRunner` (``--jobs N``) keeps up to ``jobs`` worker processes, replaced the same
+  way, so a worker imports TensorFlow once for many stages, and runs independent branches at once.
+
+Both pools are :class:`~compressflow.executor.worker_pool.WorkerPool`; see that module and
+:mod:`~compressflow.executor.worker_memory` for when a worker is replaced.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
-import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 from compressflow.executor.stage_memory import release_stage_memory
-from compressflow.executor.task import CACHED, FAILED, StageTask, TaskOutcome, execute
-from compressflow.executor.worker_process import serve
+from compressflow.executor.task import CACHED, StageTask, TaskOutcome, execute
+from compressflow.executor.worker_memory import RecyclePolicy
+from compressflow.executor.worker_pool import WorkerPool, worker_death
 
-_STOP_SECONDS = 10.0  # how long a stopped worker may take to exit before it is killed
+__all__ = ["ProcessRunner", "Runner", "SequentialRunner", "make_runner", "runs_tensorflow", "worker_death"]
+
+TENSORFLOW = "tensorflow"  # the distribution a stage type lists in ``libraries`` when it runs TensorFlow
 
 
 class Runner:
@@ -41,16 +42,28 @@ class Runner:
 
 
 class SequentialRunner(Runner):
-    """Run each task to completion, in this process, when it is submitted.
+    """One task at a time: TensorFlow stages in one worker process, replaced when it grows; others here.
 
-    After a stage that ran, TensorFlow's and Keras' state is released
-    (:func:`~compressflow.executor.stage_memory.release_stage_memory`), so the next stage starts
-    as in a fresh process and a long run's memory does not grow stage by stage.
+    A stage whose type runs TensorFlow (:func:`runs_tensorflow`) goes to a pool of one worker, started
+    when the first such stage runs (so a run whose stages are all cached starts none) and replaced
+    after a stage once it has grown too much (:mod:`compressflow.executor.worker_memory`): TensorFlow
+    keeps memory that clearing its session does not give back, which would otherwise add up over a
+    long pipeline in one process. Any other stage runs in this process, then TensorFlow's and Keras'
+    state is released (:func:`~compressflow.executor.stage_memory.release_stage_memory`) in case it
+    used them anyway.
     """
 
     capacity = 1
 
+    def __init__(self, policy: RecyclePolicy | None = None):
+        self._policy = policy
+        self._pool: WorkerPool | None = None
+
     def submit(self, task: StageTask) -> "Future[TaskOutcome]":
+        if runs_tensorflow(task.stage):
+            if self._pool is None:
+                self._pool = WorkerPool(1, self._policy)
+            return self._pool.submit(task)
         future: Future[TaskOutcome] = Future()
         outcome = execute(task)
         if outcome.status != CACHED:
@@ -58,135 +71,36 @@ class SequentialRunner(Runner):
         future.set_result(outcome)
         return future
 
-
-@dataclass
-class _Worker:
-    process: multiprocessing.Process
-    connection: object  # this process's end of the worker's pipe
+    def close(self, *, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.close(cancel=cancel)
 
 
 class ProcessRunner(Runner):
-    """Up to ``jobs`` long-lived worker processes, each running one task at a time.
+    """Up to ``jobs`` worker processes (a :class:`~compressflow.executor.worker_pool.WorkerPool`) run every task.
 
-    Each worker has a pipe of its own, so the runner knows which process runs which stage: a
-    worker that dies mid-stage (killed, out of memory) becomes that stage's failure, naming its
-    pid and the signal, while the other workers carry on. The next task gets a fresh worker.
-    Workers die with this process (see :mod:`compressflow.executor.parent_watch`).
+    A worker is replaced after a task once it has grown too much (``policy``); a worker that dies
+    mid-stage is that stage's failure and the next task gets a fresh one.
     """
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, policy: RecyclePolicy | None = None):
         self.capacity = jobs
-        self._context = multiprocessing.get_context("spawn")
-        self._idle: list[_Worker] = []
-        self._workers: list[_Worker] = []
-        self._lock = threading.Lock()
+        self._pool = WorkerPool(jobs, policy)
 
     def submit(self, task: StageTask) -> "Future[TaskOutcome]":
-        future: Future[TaskOutcome] = Future()
-        future.set_running_or_notify_cancel()
-        worker = self._take_idle_worker() or self._start_worker()
-        threading.Thread(target=self._serve, args=(worker, task, future), daemon=True,
-                         name=f"compressflow-stage-{task.name}").start()
-        return future
+        return self._pool.submit(task)
 
     def close(self, *, cancel: bool = False) -> None:
-        with self._lock:
-            workers, self._workers, self._idle = self._workers, [], []
-        for worker in workers:
-            if cancel:
-                worker.process.terminate()
-            else:
-                try:
-                    worker.connection.send(None)
-                except OSError:
-                    pass  # already gone
-        for worker in workers:
-            worker.process.join(None if not cancel else _STOP_SECONDS)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
-            worker.connection.close()
-
-    def _take_idle_worker(self) -> _Worker | None:
-        with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.process.is_alive():
-                    return worker
-                self._forget(worker)  # died between tasks: nothing was lost
-                worker.connection.close()
-        return None
-
-    def _start_worker(self) -> _Worker:
-        # NOTE: started from the thread that runs the schedule, which outlives every worker: Linux's
-        # parent-death signal fires when the thread that started a process ends, not only the process.
-        mine, theirs = self._context.Pipe()
-        process = self._context.Process(target=serve, args=(theirs, os.getpid()),
-                                        name="compressflow-worker")
-        process.start()
-        theirs.close()  # NOTE: only the worker may hold its end, or its death would not end our recv()
-        worker = _Worker(process, mine)
-        with self._lock:
-            self._workers.append(worker)
-        return worker
-
-    def _serve(self, worker: _Worker, task: StageTask, future: "Future[TaskOutcome]") -> None:
-        started = time.perf_counter()
-        try:
-            worker.connection.send(task)
-            outcome = worker.connection.recv()
-        except (EOFError, OSError):
-            with self._lock:
-                self._forget(worker)
-            worker.connection.close()
-            future.set_result(worker_death(task, worker.process.pid, _exit_status(worker.process),
-                                           time.perf_counter() - started))
-            return
-        except BaseException as exc:  # e.g. a task that cannot be pickled: the future says so
-            self._release(worker)
-            future.set_exception(exc)
-            return
-        self._release(worker)  # NOTE: before the result, so the next submit finds this worker idle
-        future.set_result(outcome)
-
-    def _release(self, worker: _Worker) -> None:
-        with self._lock:
-            if worker in self._workers:  # not closed meanwhile
-                self._idle.append(worker)
-
-    def _forget(self, worker: _Worker) -> None:
-        if worker in self._workers:
-            self._workers.remove(worker)
-        if worker in self._idle:
-            self._idle.remove(worker)
+        self._pool.close(cancel=cancel)
 
 
-def _exit_status(process: multiprocessing.Process) -> int | None:
-    process.join()
-    # NOTE: a poll in another thread (Process.start() polls every child) may have reaped the process
-    # a moment ago without having stored its status yet.
-    for _ in range(200):
-        if process.exitcode is not None:
-            break
-        time.sleep(0.01)
-    return process.exitcode
+def runs_tensorflow(stage) -> bool:
+    """Whether ``stage``'s type declares TensorFlow among its libraries (so runs it, and grows a process)."""
+    return TENSORFLOW in stage.libraries
 
 
-def worker_death(task: StageTask, pid: int | None, exitcode: int | None, seconds: float) -> TaskOutcome:
-    """The failure of ``task`` whose worker process ``pid`` ended with ``exitcode`` before answering."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            how = f"was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            how = f"was killed by signal {-exitcode}"
-    else:
-        how = f"exited with status {exitcode}"
-    error = f"worker process {pid} {how} while running '{task.name}'"
-    if exitcode == -signal.SIGKILL:
-        error += " (if nothing else killed it, the system may have run out of memory: try fewer --jobs)"
-    details = error + (f"\n(the stage's other output is in {task.stderr_log})" if task.stderr_log else "")
-    return TaskOutcome(task.name, FAILED, seconds, error=error, details=details)
-
-
-def make_runner(jobs: int) -> Runner:
-    return SequentialRunner() if jobs <= 1 else ProcessRunner(jobs)
+def make_runner(jobs: int, max_worker_memory: int | None = None) -> Runner:
+    """The local runner of ``--jobs``; a worker that holds more than ``max_worker_memory`` bytes after a
+    stage is replaced (as is one that has grown too much, see :class:`RecyclePolicy`)."""
+    policy = RecyclePolicy(limit=max_worker_memory)
+    return SequentialRunner(policy) if jobs <= 1 else ProcessRunner(jobs, policy)

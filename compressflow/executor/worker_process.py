@@ -1,7 +1,9 @@
-"""The loop of one ``--jobs`` worker process: receive a task, execute it, send back its outcome.
+"""The loop of one worker process: receive a task, execute it, send back its outcome.
 
-Started by :class:`compressflow.executor.runners.ProcessRunner` (spawned, never forked after
+Started by :class:`compressflow.executor.worker_pool.WorkerPool` (spawned, never forked after
 TensorFlow); it dies with the process that started it (:mod:`compressflow.executor.parent_watch`).
+After each outcome it releases the stage's memory and sends what it still holds
+(:func:`compressflow.executor.worker_memory.measure`), by which the pool decides to keep or replace it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from compressflow.executor.parent_watch import ParentGone, die_with_parent
 from compressflow.executor.process_setup import configure_tensorflow_environment
 from compressflow.executor.stage_memory import release_stage_memory
 from compressflow.executor.task import CACHED, execute
+from compressflow.executor.worker_memory import measure
 
 
 def serve(connection, parent_pid: int) -> None:
@@ -33,6 +36,7 @@ def serve(connection, parent_pid: int) -> None:
             connection.send(outcome)
             if outcome.status != CACHED:
                 release_stage_memory()  # NOTE: after answering, so the run does not wait for it
+            connection.send(measure())  # what this process keeps: the pool may replace it (worker_pool)
     except ParentGone:
         os._exit(1)  # the temp entry is already removed; nobody is left to tell
     except KeyboardInterrupt:

@@ -9,9 +9,13 @@ from compressflow.errors import UsageError
 
 
 def add_executor_args(run: argparse.ArgumentParser) -> None:
-    """Add ``--executor``, ``--scheduler``, ``--workers`` and ``--worker-resources`` to ``run``."""
+    """Add ``--executor``, ``--max-worker-memory``, ``--scheduler``, ``--workers`` and ``--worker-resources``."""
     run.add_argument("--executor", choices=("local", "dask"), default="local",
                      help="where stages run: this machine (--jobs N processes) or a Dask cluster")
+    run.add_argument("--max-worker-memory", metavar="SIZE",
+                     help="with --executor local: replace a worker process (which runs the TensorFlow stages) "
+                          "when it holds more than SIZE after a stage, e.g. 2G (it is also replaced when it "
+                          "has grown by 15%% of its peak since its first stage)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="with --executor dask: a running Dask scheduler, e.g. tcp://host:8786 "
                           "(otherwise a local cluster is started)")
@@ -42,10 +46,15 @@ def build_runner(args, cache, plan, to_run: list[str]):
                               ("--worker-resources", getattr(args, "worker_resources", None))):
             if value is not None:
                 raise UsageError(f"{option} applies to --executor dask")
+    max_worker_memory = getattr(args, "max_worker_memory", None)
+    if max_worker_memory is not None and executor == "dask":
+        raise UsageError("--max-worker-memory applies to --executor local")
     if executor != "dask" or not to_run:
         from compressflow.executor.runners import make_runner
+        from compressflow.executor.worker_memory import parse_size
 
-        return make_runner(min(args.jobs, max(1, len(to_run))))
+        limit = parse_size(max_worker_memory) if max_worker_memory is not None else None
+        return make_runner(min(args.jobs, max(1, len(to_run))), limit)
     return _dask_runner(args, cache, plan, to_run)
 
 
