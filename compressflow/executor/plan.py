@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import CompressflowError, PipelineError, Problem, UsageError
+from compressflow.cache.backend import CacheBackend
 from compressflow.dsl.digraph import DiGraph, reaching
 from compressflow.dsl.names import local_name
 from compressflow.executor.graph import Selection, build_graph, execution_order, forced_stages, requested_stages
@@ -146,7 +147,7 @@ def upstream_of(graph: DiGraph, names: set[str]) -> set[str]:
     return reaching(graph.predecessors, names)
 
 
-def make_plan(pipeline, cache, selection: Selection | None = None, *,
+def make_plan(pipeline, cache: CacheBackend, selection: Selection | None = None, *,
               allow_outside_paths: bool = False, verify: bool = False) -> Plan:
     """Decide, for every stage, ``cached`` / ``run`` / ``skip`` and the reasons.
 
@@ -155,7 +156,7 @@ def make_plan(pipeline, cache, selection: Selection | None = None, *,
     to run again (the plan then acts on the cache: use it for a run).
     """
     # NOTE: file hashes are remembered beside the cache: an unchanged model or dataset is not reread.
-    use_state(Path(getattr(cache, "local", cache).root) / HASH_STATE_NAME)
+    use_state(Path(cache.local_root) / HASH_STATE_NAME)
     with cyclic_gc_paused():
         plan = _make_plan(pipeline, cache, selection or Selection(), allow_outside_paths, verify)
     save_pending()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compressflow.cache.backend import CacheBackend
 from compressflow.executor import schedule_loop
 from compressflow.executor.plan import Plan
 from compressflow.executor.runners import Runner
@@ -17,7 +18,7 @@ from compressflow.executor.schedule_loop import (BLOCKED, NOT_RUN, SKIPPED, Repo
 __all__ = ["BLOCKED", "NOT_RUN", "SKIPPED", "Reporter", "RunReport", "make_task", "run_plan", "tensorboard_dir"]
 
 
-def run_plan(plan: Plan, cache, runner: Runner, reporter: Reporter, *,
+def run_plan(plan: Plan, cache: CacheBackend, runner: Runner, reporter: Reporter, *,
              keep_going: bool = False, verify: bool = False, log_dir: Path | None = None,
              run_dir: Path | None = None) -> RunReport:
     """Execute ``plan`` on ``runner`` (see :func:`compressflow.executor.schedule_loop.run_plan`); searches included."""

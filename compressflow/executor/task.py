@@ -102,7 +102,7 @@ def execute(task: StageTask, log: Callable[[str], None] | None = None, events: E
             inputs = _read_inputs(cache, task)
             prepare_for_stage(task.stage, task.env)
             with cache.writer(task.key, stage=task.name, key_doc=task.key_doc, replace=task.force) as out_dir:
-                env = replace(task.env, local_cache=Path(getattr(cache, "local", cache).root))
+                env = replace(task.env, local_cache=Path(cache.local_root))
                 ctx = StageContext(name=task.name, seed=task.seed, out_dir=Path(out_dir), env=env,
                                    inputs=inputs, log=log, lineage=task.lineage, progress=events,
                                    versions=dict(task.key_doc.get("versions", {})),

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from compressflow.errors import CompressflowError, UsageError
-from compressflow.cache.locks import process_is_alive
+from compressflow.cache.backend import CacheBackend
+from compressflow.cache.holders import process_is_alive
 
 RECORD_FILE = "run.json"
 RECORD_FORMAT = 1
@@ -85,7 +86,7 @@ class RunRecorder:
             handler(event)
 
 
-def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: list[str], started: float,
+def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache: CacheBackend, argv: list[str], started: float,
                  ended: float | None, status: str, report=None, recorder: RunRecorder | None = None,
                  tracking: dict[str, Any] | None = None, origin: str = "cli") -> dict[str, Any]:
     """The JSON record of a run (``report`` None while it is still running).
@@ -161,7 +162,7 @@ def build_record(*, run_id: str, run_dir: Path, pipeline, plan, cache, argv: lis
     return record
 
 
-def stage_results(cache, key: str) -> dict[str, Any]:
+def stage_results(cache: CacheBackend, key: str) -> dict[str, Any]:
     """What a stage's cache entry says about its results, for the record.
 
     Evaluate stages: their whole ``metrics.json`` (``metrics``); select stages: their
