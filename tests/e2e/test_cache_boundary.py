@@ -364,7 +364,7 @@ def test_export_does_not_publish_a_file_its_entry_names_outside(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_run_on_a_cache_at_a_url_rehashes_what_it_reads_by_default(tmp_path: Path, s3_url: str):
+def test_a_run_on_a_cache_at_a_url_rehashes_what_it_reads_by_default_and_nothing_else(tmp_path: Path, s3_url: str):
     from compressflow.cache.remote import RemoteCache
 
     log = tmp_path / "runs.log"
@@ -378,8 +378,13 @@ def test_a_run_on_a_cache_at_a_url_rehashes_what_it_reads_by_default(tmp_path: P
     store.store.put(f"{store._key_prefix(key)}/{upload}/value.json", b"9.0")  # same size as 2.0
 
     another_machine = {"TOY_RUN_LOG": str(log), "COMPRESSFLOW_LOCAL_CACHE": str(tmp_path / "machine-b")}
-    result = cli("run", pipeline, "--cache", s3_url, env=another_machine)  # no --verify
+    cached = cli("run", pipeline, "--cache", s3_url, env=another_machine)  # no --verify
+    assert cached.code == 0 and "0 to run, 3 cached" in cached.out, cached.text  # reads no entry: nothing rehashed
+    assert not log.exists()
+
+    write(pipeline, SMALL.replace("add: 1", "add: 2"))  # c runs again: it reads b, which is rehashed first
+    result = cli("run", pipeline, "--cache", s3_url, env=another_machine)
 
     assert result.code == 0, result.text
     assert "cache entry for stage 'b'" in result.text and "does not match its checksum" in result.text, result.text
-    assert runs(log) == ["b"]
+    assert runs(log) == ["b", "c"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -104,7 +105,8 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_naming_the_dead_process(tmp_p
     result = cli("run", pipeline, "--cache", cache)
 
     assert result.code == 0, result.text
-    assert f"taking over the lock on stage 'slow' left by process {stuck.pid} (dead)" in result.text, result.text
+    assert f"taking over the lock on stage 'slow' left by process {stuck.pid} on host {socket.gethostname()} (dead)" \
+        in result.text, result.text
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["slow", "slow", "after"]
     leftovers = [p.name for p in (cache / "entries").rglob(".*")]
     assert leftovers == [], "the killed run's unfinished entry is still there"
