@@ -1,4 +1,4 @@
-"""Peak memory of a long pipeline run in one process against its largest stage run alone.
+"""Peak memory of a long pipeline run whole against its largest stage run alone, over the whole process tree.
 
     python bench/stage_memory.py [--baseline REV] [--samples N] [--workdir DIR]
 
@@ -7,32 +7,36 @@ The pipeline has 10 stages on keras.applications MobileNetV2 (alpha 0.35, random
 load -> fine_tune -> prune -> cluster -> fine_tune -> quantize (float32, int8, dynamic) ->
 evaluate -> export.
 
-* **whole run**: ``compressflow run`` of all 10 stages on an empty cache, in one process; also with
-  ``--no-check``, without the check before the run (which builds the checked stages' models first).
-* **each stage alone**: ``compressflow run --until STAGE`` for each stage in order, on a cache of
-  its own: the stages before were run by the earlier commands, so each fresh process runs just that
+* **whole run**: ``compressflow run --jobs 1`` of all 10 stages on an empty cache (its TensorFlow
+  stages run in a worker process that is replaced when it has grown; see executor/worker_memory.py);
+  also with ``--no-check``, without the check before the run (which builds models in the run's process).
+* **each stage alone**: ``compressflow run --only STAGE`` for each stage in order, on a cache of
+  its own: the stages before were run by the earlier commands, so each fresh run runs just that
   one stage, with its inputs cached. The largest of these peaks is "the largest stage alone".
 
-Each figure is the peak resident memory of the process (``ru_maxrss`` from ``wait4``), and, as a
-check, the summed RSS of its process tree sampled every 50 ms. ``--baseline REV`` also makes a
+Each figure is the peak of the **process tree** (the run and its workers): every 20 ms this script
+reads ``VmHWM`` of each process of the tree from ``/proc``; the tree's peak is the largest sum, over
+the processes alive at one sample, of each one's highest ``VmHWM`` (an upper bound: each process is
+counted at its own peak). ``ru_maxrss`` of ``wait4`` is not used for it: it is the largest single
+process, and Linux carries it across exec from the forking parent. ``--baseline REV`` also makes a
 whole run with the code of git revision REV (unpacked with ``git archive``; the repository is
-untouched), for a before/after. The whole runs and the chain of stages alone run side by side
-(peak memory does not depend on the machine's load, only the seconds do). Writes ``bench/results/stage_memory.json``.
+untouched), for a before/after. The runs go side by side (peak memory does not depend on the
+machine's load, only the seconds do). Writes ``bench/results/stage_memory.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import REPO_DIR, PYTHON, TreeMemorySampler, bench_env, log
+from common import REPO_DIR, PYTHON, bench_env, log
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stage_memory.json"
 STAGES = ["base", "trained", "pruned", "clustered", "tuned", "float", "int8", "dynamic", "check", "release"]
@@ -95,22 +99,81 @@ def write_project(folder: Path, samples: int) -> Path:
     return pipeline
 
 
+class TreeHighWater:
+    """Samples ``VmHWM`` of a process and its descendants from /proc every ``interval`` s (see the docstring)."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid, self.interval = pid, interval
+        self.high: dict[int, int] = {}  # pid -> highest VmHWM seen, bytes
+        self.alive: list[frozenset[int]] = []  # the processes of each sample
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "TreeHighWater":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_bytes(self) -> int:
+        return max((sum(self.high[pid] for pid in sample) for sample in self.alive), default=0)
+
+    @property
+    def processes(self) -> int:
+        return len(self.high)
+
+    def _loop(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._stop.is_set():
+            try:
+                pids = [root.pid, *(child.pid for child in root.children(recursive=True))]
+            except psutil.Error:
+                return
+            seen = set()
+            for pid in pids:
+                hwm = _high_water(pid)
+                if hwm is not None:
+                    self.high[pid] = max(self.high.get(pid, 0), hwm)
+                    seen.add(pid)
+            self.alive.append(frozenset(seen))
+            self._stop.wait(self.interval)
+
+
+def _high_water(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def measure(code_dir: Path, pipeline: Path, cache: Path, *args: str) -> dict:
-    """Run ``compressflow run PIPELINE --cache CACHE ARGS`` with the code of ``code_dir``; its peak memory."""
+    """Run ``compressflow run PIPELINE --cache CACHE ARGS`` with the code of ``code_dir``; its tree's peak memory."""
     env = bench_env(PYTHONPATH=str(code_dir))
     cmd = [PYTHON, "-m", "compressflow", "run", str(pipeline), "--cache", str(cache), "--quiet",
            "--progress", "plain", *args]
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=pipeline.parent, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        with TreeMemorySampler(proc.pid) as sampler:
-            _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        with TreeHighWater(proc.pid) as sampler:
+            proc.wait()
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
             out.seek(0)
             raise SystemExit(f"exit status {proc.returncode}: {' '.join(cmd)}\n{out.read()[-3000:]}")
-    return {"maxrss_mb": usage.ru_maxrss / 1024, "tree_peak_mb": sampler.peak_bytes / 2**20, "seconds": seconds}
+    return {"tree_peak_mb": sampler.peak_bytes / 2**20, "processes": sampler.processes,
+            "largest_process_mb": max(sampler.high.values(), default=0) / 2**20, "seconds": seconds}
 
 
 def whole_run(code: Path, pipeline: Path, cache: Path, *args: str) -> dict:
@@ -119,21 +182,19 @@ def whole_run(code: Path, pipeline: Path, cache: Path, *args: str) -> dict:
 
 
 def stages_alone(code: Path, pipeline: Path, cache: Path) -> dict[str, dict]:
-    """Each stage run alone in a fresh process: ``--until STAGE`` in order, so its inputs are cached already."""
+    """Each stage run alone in a fresh process: ``--only STAGE`` in order, so its inputs are cached already."""
     alone = {}
     for stage in STAGES:
-        alone[stage] = measure(code, pipeline, cache, "--until", stage)
-        log(f"{stage} alone: {alone[stage]['maxrss_mb']:.0f} MB")
+        alone[stage] = measure(code, pipeline, cache, "--only", stage)
+        log(f"{stage} alone: {alone[stage]['tree_peak_mb']:.0f} MB")
     return alone
 
 
 def figures(whole: dict[str, dict], alone: dict[str, dict]) -> dict:
-    largest = max(alone, key=lambda stage: alone[stage]["maxrss_mb"])
-    tree_largest = max(a["tree_peak_mb"] for a in alone.values())
-    return {"largest_stage": largest, "largest_stage_mb": alone[largest]["maxrss_mb"],
-            "whole_runs": {name: {**run, "ratio": run["maxrss_mb"] / alone[largest]["maxrss_mb"],
-                                  "tree_ratio": run["tree_peak_mb"] / tree_largest}
-                           for name, run in whole.items()}}
+    largest = max(alone, key=lambda stage: alone[stage]["tree_peak_mb"])
+    largest_mb = alone[largest]["tree_peak_mb"]
+    return {"largest_stage": largest, "largest_stage_mb": largest_mb,
+            "whole_runs": {name: {**run, "ratio": run["tree_peak_mb"] / largest_mb} for name, run in whole.items()}}
 
 
 def unpack_revision(revision: str, into: Path) -> Path:
@@ -147,13 +208,14 @@ def unpack_revision(revision: str, into: Path) -> Path:
 
 def report(results: dict) -> str:
     largest, largest_mb = results["largest_stage"], results["largest_stage_mb"]
-    lines = [f"largest stage alone: {largest} {largest_mb:.0f} MB", "",
-             f"{'whole run of':<22} {'peak':>8} {'ratio':>7} {'(tree-sampled ratio)':>21}"]
+    lines = [f"largest stage alone: {largest} {largest_mb:.0f} MB (process tree)", "",
+             f"{'whole run of':<22} {'peak':>8} {'ratio':>7} {'processes':>10} {'seconds':>8}"]
     for name, run in results["whole_runs"].items():
-        lines.append(f"{name:<22} {run['maxrss_mb']:>5.0f} MB {run['ratio']:>6.2f}x {run['tree_ratio']:>20.2f}x")
-    lines += ["", "each stage alone (peak MB, seconds):"]
+        lines.append(f"{name:<22} {run['tree_peak_mb']:>5.0f} MB {run['ratio']:>6.2f}x {run['processes']:>10} "
+                     f"{run['seconds']:>8.0f}")
+    lines += ["", "each stage alone (tree peak MB, seconds):"]
     for stage, figures in results["stages_alone"].items():
-        lines.append(f"  {stage:<10} {figures['maxrss_mb']:>6.0f} {figures['seconds']:>7.1f}")
+        lines.append(f"  {stage:<10} {figures['tree_peak_mb']:>6.0f} {figures['seconds']:>7.1f}")
     return "\n".join(lines)
 
 
