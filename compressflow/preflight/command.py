@@ -78,18 +78,40 @@ CHECKED_TYPES = ("fine_tune", "prune", "cluster", "quantize", "distill", "evalua
 
 
 def check_before_run(plan, pipeline_file: str) -> None:
-    """Raise :class:`PreflightFailed` when a stage of the run would fail; do nothing when none would."""
+    """Raise :class:`PreflightFailed` when a stage of the run would fail; do nothing when none would.
+
+    The check runs in a process of its own: building the models it inspects imports TensorFlow,
+    which keeps most of what it allocates until its process ends (about 1 GB for a MobileNetV2).
+    In the run's process that memory would stay for the whole run, beside the worker that runs
+    the stages; in a child it goes when the check is done, and the run's process imports no
+    TensorFlow (with ``--jobs`` or Dask it never needs to).
+    """
     names = stages_to_check(plan)
     if not names:
         return
-    from compressflow.preflight.checker import check_pipeline
-
     try:
-        with stderr_to_file(native_log(plan.pipeline)):
-            report = check_pipeline(plan.pipeline, names=names, plan=plan, thorough=False)
+        report = _in_child_process(_check, plan, names)
     except Exception as exc:  # noqa: BLE001 - the check only saves time: a failure of its own never stops a run
         print(f"note: the check before the run did not finish ({type(exc).__name__}: {exc}); running without it",
               file=sys.stderr)
         return
     if not report.ok:
         raise PreflightFailed(report, pipeline_file)
+
+
+def _in_child_process(function, *args):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _check(plan, names: list[str]):
+    """The check of ``names`` (in the child): the pipeline's folder first on the import path, as in a worker."""
+    from compressflow.preflight.checker import check_pipeline
+    from compressflow.user_modules import use_pipeline_folder
+
+    use_pipeline_folder(plan.pipeline.root)
+    with stderr_to_file(native_log(plan.pipeline)):
+        return check_pipeline(plan.pipeline, names=names, plan=plan, thorough=False)
