@@ -60,19 +60,40 @@ def _array_splits(result: dict, dataset: Any, env: Any, name: str, where: str) -
     parts, checked = {}, {}
     for split in SPLIT_NAMES:
         x, y = result.get(split, (np.zeros((0,), np.float32), np.zeros((0,), np.int64)))
-        x, y = np.asarray(x, dtype="float32"), np.asarray(y)
-        if len(x) != len(y):
-            raise StageFailed(f"{where} '{split}' has {len(x)} inputs but {len(y)} labels")
-        order = np.arange(len(x))
+        # NOTE: dict features (a model with several inputs) and dict labels (several outputs) stay dicts of arrays
+        x, y = _each(x, lambda v: np.asarray(v, dtype="float32")), _each(y, np.asarray)
+        count = _length(x)
+        if count != _length(y):
+            raise StageFailed(f"{where} '{split}' has {count} inputs but {_length(y)} labels")
+        order = np.arange(count)
         if split == "train":
             if dataset.shuffle:
-                order = np.random.default_rng(env.seed).permutation(len(x))
+                order = np.random.default_rng(env.seed).permutation(count)
             if dataset.limit:
                 order = order[:dataset.limit]
-        x, y = x[order], y[order]
-        if dataset.scale is not None and len(x):
-            x = (x * dataset.scale).astype("float32")
+        x, y = _each(x, lambda v: v[order]), _each(y, lambda v: v[order])
+        if dataset.scale is not None and count:
+            x = _each(x, lambda v: (v * dataset.scale).astype("float32"))
         parts[split] = (x, y)
-        checked[split] = (x, y, order)
+        for key in sorted(x) if isinstance(x, dict) else [None]:
+            labels = y if not isinstance(y, dict) else np.zeros((len(order),), np.int64)
+            checked[split if key is None else f"{split} {key!r}"] = (x if key is None else x[key], labels, order)
+        for key in sorted(y) if isinstance(y, dict) else []:
+            checked[f"{split} {key!r}"] = (np.zeros((len(order),), np.float32), y[key], order)
     check_finite(name, checked)
     return (*parts["train"], *parts["validation"])
+
+
+def _each(value: Any, step: Callable[[Any], Any]) -> Any:
+    """``step`` on an array, or on each array of a dict of arrays (by input or output name)."""
+    return {key: step(item) for key, item in value.items()} if isinstance(value, dict) else step(value)
+
+
+def _length(value: Any) -> int:
+    """Samples in an array or a dict of arrays (which must agree)."""
+    if not isinstance(value, dict):
+        return len(value)
+    lengths = {key: len(item) for key, item in value.items()}
+    if len(set(lengths.values())) > 1:
+        raise StageFailed(f"the arrays of a dict disagree on the number of samples: {lengths}")
+    return next(iter(lengths.values()), 0)

@@ -16,6 +16,11 @@ def random_samples(model, count: int = CALIBRATION_SAMPLES, sample_shape=None):
     """``count`` random inputs of the model's input shape (unknown sizes from ``sample_shape``, else 1)."""
     import numpy as np
 
+    if len(model.inputs) > 1:  # NOTE: several inputs: samples by input name, as quantize calibrates them
+        rng = np.random.default_rng(0)
+        arrays = {tensor.name.split(":")[0]: rng.random((count, *[d or 1 for d in tensor.shape[1:]]),
+                                                        dtype=np.float32) for tensor in model.inputs}
+        return [{name: array[i] for name, array in arrays.items()} for i in range(count)]
     shape = list(model.input_shape[1:])
     shape = [dim if dim is not None else (sample_shape[i] if sample_shape and i < len(sample_shape) else 1)
              for i, dim in enumerate(shape)]

@@ -54,9 +54,12 @@ def write_numerics(config, ctx, convert, quantized_model: bytes, *, from_qat: bo
     reason = why_not_measured(config.method, config.data, config.numerics, from_qat=from_qat)
     chosen = None
     if reason is None:
-        chosen = validation_samples(load_splits(ctx.dataset(config.data), ctx.env), config.data,
-                                    config.numerics_samples)
-        reason = None if chosen is not None else f"dataset {config.data!r} has no validation samples"
+        splits = load_splits(ctx.dataset(config.data), ctx.env)
+        if isinstance(getattr(splits, "x_val", None), dict):
+            reason = f"dataset {config.data!r} gives several inputs (the comparison runs models of one)"
+        else:
+            chosen = validation_samples(splits, config.data, config.numerics_samples)
+            reason = None if chosen is not None else f"dataset {config.data!r} has no validation samples"
     if reason is not None:
         if config.method in (*NUMERICS_METHODS, "float16"):
             ctx.log(f"no per-layer numerics: {reason}")

@@ -122,13 +122,30 @@ def early_stopping_callback(options, has_validation: bool):
 
 
 def check_data_fits(model, splits, data_name: str) -> None:
-    """Fail clearly when the dataset's samples do not have the model's input shape."""
-    if isinstance(model.input_shape, list):
-        return  # several inputs: left to Keras
-    got = splits.sample_shape if getattr(splits, "streaming", False) else tuple(splits.x_train.shape[1:])
-    expected = tuple(model.input_shape[1:])
+    """Fail clearly when the dataset's samples do not have the model's input shape (each input's, by name,
+    for a model with several inputs and a dataset of dict features)."""
+    streaming = getattr(splits, "streaming", False)
+    x = None if streaming else splits.x_train
+    if len(model.inputs) > 1 or isinstance(x, dict):
+        if streaming:
+            return  # NOTE: a stream's dict features are checked by Keras as the first batch passes
+        expected = {tensor.name.split(":")[0]: tuple(tensor.shape[1:]) for tensor in model.inputs}
+        if not isinstance(x, dict):
+            raise StageFailed(f"dataset {data_name!r} gives one input but the model has inputs {sorted(expected)}; "
+                              "return the features as a dict by input name")
+        if set(expected) != set(x):
+            raise StageFailed(f"dataset {data_name!r} gives features {sorted(x)} but the model's inputs are "
+                              f"{sorted(expected)}")
+        for name, shape in expected.items():
+            _check_shape(f"dataset {data_name!r} gives {name!r}", tuple(x[name].shape[1:]), shape)
+        return
+    got = splits.sample_shape if streaming else tuple(x.shape[1:])
+    _check_shape(f"dataset {data_name!r} gives samples", got, tuple(model.input_shape[1:]))
+
+
+def _check_shape(what: str, got: tuple, expected: tuple) -> None:
     if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got)):
-        raise StageFailed(f"dataset {data_name!r} gives samples of shape {got} but the model expects {expected}")
+        raise StageFailed(f"{what} of shape {got} but the model expects {expected}")
 
 
 def fit(model, splits, ctx, *, epochs: int, batch_size: int, callbacks: Iterable[Any] = (),

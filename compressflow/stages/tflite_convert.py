@@ -23,15 +23,26 @@ PTQ_METHODS = ("float32", "dynamic", "float16", "int8", "int16x8")
 CALIBRATED_METHODS = ("int8", "int16x8")
 
 
-def representative_samples(x: np.ndarray, count: int) -> np.ndarray:
-    """The calibration samples: the first ``count`` of ``x`` (the seeded training order)."""
+def representative_samples(x, count: int):
+    """The calibration samples: the first ``count`` of ``x`` (the seeded training order).
+
+    For dict features (a model with several inputs) they are a list of samples, each a dict by input
+    name: the converter feeds a model's inputs by the names of its signature.
+    """
+    if isinstance(x, dict):
+        first = {name: np.asarray(value[:count], dtype=np.float32) for name, value in x.items()}
+        taken = min((len(value) for value in first.values()), default=0)
+        return [{name: value[i] for name, value in first.items()} for i in range(taken)]
     return np.asarray(x[:count], dtype=np.float32)
 
 
-def _representative_dataset(samples: np.ndarray):
-    def generate() -> Iterator[list[np.ndarray]]:
+def _representative_dataset(samples):
+    def generate() -> Iterator[list[np.ndarray] | dict[str, np.ndarray]]:
         for sample in samples:
-            yield [sample[None, ...]]
+            if isinstance(sample, dict):
+                yield {name: value[None, ...] for name, value in sample.items()}
+            else:
+                yield [sample[None, ...]]
 
     return generate
 

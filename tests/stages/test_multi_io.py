@@ -7,6 +7,8 @@ import pytest
 
 from compressflow.stages.prediction_metrics import output_metrics, output_task
 
+from helpers import cli, write
+
 pytestmark = pytest.mark.tf
 
 
@@ -123,3 +125,80 @@ def test_per_output_metrics_are_keyed_by_output_name(two_outputs):
     assert "cls/mae" not in measured and "value/accuracy" not in measured
     with pytest.raises(ValueError, match=r"nothing for \['value'\]"):
         output_metrics(lambda name, s, y: output_task(s, y), scores, {"cls": labels})
+
+
+# The pipeline's own module: a python dataset of dict features and a builder of two-input models.
+PIPELINE_MODULE = """
+import numpy as np
+
+
+def features(count=600, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.random((count, 8, 8, 1), dtype=np.float32)
+    label = rng.integers(0, 4, count)
+    for i, cls in enumerate(label):
+        row, col = divmod(int(cls), 2)
+        image[i, row * 4:row * 4 + 4, col * 4:col * 4 + 4, 0] += 1.0
+    return {"image": image, "meta": rng.random((count, 3), dtype=np.float32)}, label.astype(np.int64)
+
+
+def splits(outputs="one"):
+    x, y = features()
+    if outputs == "two":
+        y = {"cls": y, "value": x["meta"].sum(axis=1, keepdims=True)}
+        cut = lambda v, a, b: {k: w[a:b] for k, w in v.items()}
+    else:
+        cut = lambda v, a, b: v[a:b]
+    return {"train": ({k: v[:480] for k, v in x.items()}, cut(y, 0, 480)),
+            "validation": ({k: v[480:] for k, v in x.items()}, cut(y, 480, 600))}
+
+
+def net(outputs="one"):
+    import tf_keras as k
+
+    image, meta = k.Input((8, 8, 1), name="image"), k.Input((3,), name="meta")
+    hidden = k.layers.Dense(16, activation="relu")(k.layers.Concatenate()([k.layers.Flatten()(image), meta]))
+    cls = k.layers.Dense(4, activation="softmax", name="cls")(hidden)
+    if outputs == "one":
+        return k.Model({"image": image, "meta": meta}, cls)
+    return k.Model({"image": image, "meta": meta}, [cls, k.layers.Dense(1, name="value")(hidden)])
+"""
+
+
+def _pipeline_dir(tmp_path):
+    (tmp_path / "twoin.py").write_text(PIPELINE_MODULE)
+    return tmp_path
+
+
+def test_a_two_input_model_is_tuned_pruned_quantized_to_int8_and_evaluated(tmp_path):
+    folder = _pipeline_dir(tmp_path)
+    write(folder / "p.yaml", """
+        version: 1
+        name: twoin
+        datasets:
+          d: {type: python, function: "twoin:splits"}
+        stages:
+          base: {type: load, builder: "twoin:net"}
+          tuned: {type: fine_tune, model: base, data: d, epochs: 5}
+          pruned: {type: prune, model: tuned, data: d, epochs: 1, schedule: {type: constant, target_sparsity: 0.5}}
+          int8: {type: quantize, model: pruned, method: int8, data: d}
+          check: {type: evaluate, models: [tuned, pruned, int8], baseline: tuned, data: d}
+        """)
+    result = cli("run", "p.yaml", cwd=folder)
+    assert result.code == 0, result.text
+    assert "did not finish" not in result.text  # the check before the run handles dict features
+    models = _evaluated(folder, "p.yaml", "check")
+    assert models["tuned"]["kind"] == "keras_model" and models["int8"]["kind"] == "tflite_model"
+    assert models["tuned"]["accuracy"] > 0.9, models["tuned"]
+    assert models["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.05)
+    assert abs(models["int8"]["accuracy"] - models["tuned"]["accuracy"]) <= 0.03, models
+    assert models["int8"]["samples"] == 120
+    assert "numerics" not in models["int8"]  # the per-layer comparison runs models of one input: skipped
+
+
+def _evaluated(folder, pipeline: str, stage: str) -> dict:
+    """The metrics of each model an evaluate stage of the pipeline measured, from its cache entry."""
+    import json
+
+    key = json.loads(cli("plan", pipeline, "--json", cwd=folder).out)[stage]["key"]
+    return json.loads((folder / ".compressflow/cache/entries" / key[:2] / key / "metrics.json").read_text())["models"]
