@@ -99,9 +99,12 @@ def prune(model, train_data, val_data, epochs: int, end_epoch: int, sparsity: fl
 
 
 def convert(model, method: str, x_train=None) -> bytes:
-    """TFLite bytes: ``float32`` (no optimisation) or ``int8`` (full integer, calibrated)."""
+    """TFLite bytes: ``float32`` (no optimisation), ``dynamic`` (int8 weights, float activations) or ``int8``
+    (full integer, calibrated)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if method == "int8":
+    if method == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif method == "int8":
         samples = x_train[:REPRESENTATIVE_SAMPLES]
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([sample[None, ...]] for sample in samples)
@@ -172,6 +175,8 @@ def main(argv=None) -> None:
     parser.add_argument("--prune-epochs", type=int, default=16)
     parser.add_argument("--prune-end-epoch", type=int, default=6)
     parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--quantize-method", choices=("int8", "dynamic"), default="int8",
+                        help="conversion of the pruned model: full int8 (default) or dynamic-range")
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +192,7 @@ def main(argv=None) -> None:
     pruned = prune(model, (x_train, y_train), (x_val, y_val), args.prune_epochs, args.prune_end_epoch,
                    args.sparsity)
     pruned.save(args.out / "pruned.keras")
-    int8_tflite = convert(pruned, "int8", x_train)
+    int8_tflite = convert(pruned, args.quantize_method, x_train)
     (args.out / "int8.tflite").write_bytes(int8_tflite)
 
     metrics = {"float": measure_tflite(float_tflite, x_val, y_val),
