@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import image_stream
+import real_size_latency
 import search_report
+import sweep_vs_scripts
 from common import Series
 
 HEADINGS = (
@@ -20,11 +22,13 @@ HEADINGS = (
     "## 6. Compression outcome",
     "## 7. Search: TPE against a grid",
     "## 8. Image folders streamed from disk",
+    "## 9. Exploring variants: a sweep against one script per variant",
+    "## 10. A real-size model: MobileNetV2 in LiteRT",
     "## How to reproduce",
 )
 # Each heading's section of results.json (None: the summary, the machine, how to reproduce).
 SECTION_OF = (None, None, "digits", "digits", "digits", "parallel", "scale", "outcome", "search", "image_stream",
-              None)
+              "sweep_vs_scripts", "real_size_latency", None)
 
 
 def _series(data: dict) -> Series:
@@ -70,6 +74,10 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
         rows.extend(_outcome_summary(results["outcome"]))
     if "search" in results:
         rows.extend(search_report.summary_rows(results["search"]))
+    if "sweep_vs_scripts" in results:
+        rows.append(sweep_vs_scripts.summary_row(results["sweep_vs_scripts"]))
+    if "real_size_latency" in results:
+        rows.append(real_size_latency.summary_row(results["real_size_latency"]))
     missing = [name for name in dict.fromkeys(s for s in SECTION_OF if s) if name not in results]
     if missing:
         rows.append(("sections not measured", ", ".join(missing), "–", "run `python bench/run.py --sections "
@@ -637,7 +645,9 @@ def render(results: dict, *, out_path: Path, results_dir: Path) -> str:
     lines += ["", HEADINGS[1], ""] + machine_section(results) + [""]
     bodies = {2: overhead_section, 3: cached_section, 4: incremental_section, 5: parallel_section,
               6: scale_section, 7: lambda r: outcome_section(r, out_path, results_dir),
-              8: lambda r: search_report.section(r["search"]), 9: lambda r: image_stream.section(r["image_stream"])}
+              8: lambda r: search_report.section(r["search"]), 9: lambda r: image_stream.section(r["image_stream"]),
+              10: lambda r: sweep_vs_scripts.section(r["sweep_vs_scripts"]),
+              11: lambda r: real_size_latency.section(r["real_size_latency"])}
     for index, body in bodies.items():
         name = SECTION_OF[index]
         lines += [HEADINGS[index], ""]
@@ -645,5 +655,5 @@ def render(results: dict, *, out_path: Path, results_dir: Path) -> str:
             lines += [f"Not measured yet: `python bench/run.py --sections {name}`.", ""]
             continue
         lines += measured_note(results, name) + body(results)
-    lines += [HEADINGS[10], ""] + reproduce_section(results)
+    lines += [HEADINGS[-1], ""] + reproduce_section(results)
     return "\n".join(lines) + "\n"

@@ -32,9 +32,11 @@ import image_stream  # noqa: E402
 import machine  # noqa: E402
 import outcome  # noqa: E402
 import parallel  # noqa: E402
+import real_size_latency  # noqa: E402
 import report  # noqa: E402
 import scale  # noqa: E402
 import search_vs_grid  # noqa: E402
+import sweep_vs_scripts  # noqa: E402
 from common import BENCH_DIR, REPO_DIR, log  # noqa: E402
 from settings import Settings  # noqa: E402
 
@@ -48,6 +50,8 @@ SECTIONS = {
     "outcome": "section 6: every compression technique",
     "search": "section 7: TPE against a grid",
     "image_stream": "section 8: an image folder streamed at two sizes (peak memory, time per epoch)",
+    "sweep_vs_scripts": "section 9: a sweep of 8 digits variants against one hand-written script per variant",
+    "real_size_latency": "section 10: MobileNetV2 float32, int8 and int4 latency in LiteRT (batch 1/16, 1/2 threads)",
 }
 
 
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         section("outcome", lambda: outcome.measure(settings))
         section("search", lambda: search_vs_grid.measure(settings))
         section("image_stream", lambda: image_stream.measure(settings))
+        section("sweep_vs_scripts", lambda: sweep_vs_scripts.measure(settings))
+        section("real_size_latency", lambda: real_size_latency.measure(settings))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -23,6 +23,8 @@ HEADINGS = (
     "## 4. Parallel branches",
     "## 5. Scale of the DSL and planner",
     "## 6. Compression outcome",
+    "## 9. Exploring variants: a sweep against one script per variant",
+    "## 10. A real-size model: MobileNetV2 in LiteRT",
     "## How to reproduce",
 )
 
