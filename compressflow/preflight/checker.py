@@ -160,10 +160,9 @@ class Checker:
 
     def _check_fine_tune(self, check: StageCheck, stage) -> None:
         info = self._input(check, stage, "model")
-        if info is not None and self._refuses_qat(check, info, stage.model):
+        if info is None or self._refuses_qat(check, info, stage.model) or _refuses_outputs(check, info.model):
             return
-        if info is not None:
-            self._check_fit(check, info.model, stage.data)
+        self._check_fit(check, info.model, stage.data)
 
     def _check_prune(self, check: StageCheck, stage) -> None:
         from compressflow.preflight.layer_checks import check_prune
@@ -177,7 +176,7 @@ class Checker:
 
     def _layer_technique(self, check: StageCheck, stage, checker) -> None:
         info = self._input(check, stage, "model")
-        if info is None or self._refuses_qat(check, info, stage.model):
+        if info is None or self._refuses_qat(check, info, stage.model) or _refuses_outputs(check, info.model):
             return
         self._check_fit(check, info.model, stage.data)
         checker(check, stage, info.model)
@@ -185,8 +184,9 @@ class Checker:
     def _check_distill(self, check: StageCheck, stage) -> None:
         for field in ("teacher", "student"):
             info = self._input(check, stage, field)
-            if info is not None:
-                self._check_fit(check, info.model, stage.data, what=f"{field} {getattr(stage, field)!r}")
+            what = f"{field} {getattr(stage, field)!r}"
+            if info is not None and not _refuses_outputs(check, info.model, what):
+                self._check_fit(check, info.model, stage.data, what=what)
 
     def _check_quantize(self, check: StageCheck, stage) -> None:
         from compressflow.preflight.int8_check import check_conversion
@@ -202,6 +202,8 @@ class Checker:
             if info.qat:
                 check.add(ERROR, f"{stage.model!r} is already a quantization-aware model; convert it with a "
                                  "post-training method (dynamic or int8)")
+                return
+            if _refuses_outputs(check, info.model):
                 return
             self._check_fit(check, info.model, stage.data)
             self._qat_models[check.name] = check_qat(check, stage, info.model, apply=self.thorough)
@@ -220,7 +222,7 @@ class Checker:
     def _check_evaluate(self, check: StageCheck, stage) -> None:
         for ref in stage.models:
             info = self.model_of(ref)
-            if info is not None:
+            if info is not None and not _refuses_outputs(check, info.model, f"model {ref!r}"):
                 self._check_fit(check, info.model, stage.data, what=f"model {ref!r}", outputs=False)
 
     def _refuses_qat(self, check: StageCheck, info: ModelInfo, ref: str) -> bool:
@@ -249,6 +251,19 @@ class Checker:
                                  f"but {what} has {units} output units")
                 fits = False
         return fits
+
+
+def _refuses_outputs(check: StageCheck, model, what: str = "the model") -> bool:
+    """An error when ``model`` has several outputs: the stage trains or measures one (one loss, one task)."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) < 2:
+        return False
+    names = ", ".join(getattr(model, "output_names", None) or [str(len(outputs))])
+    check.add(ERROR, f"{what} has {len(outputs)} outputs ({names}); stage {check.name!r} trains and measures a "
+                     "model with one output (one loss, one task). Compress a model that ends in the output you "
+                     "ship (e.g. a builder returning `keras.Model(inputs, outputs[0])`); post-training "
+                     "quantization (int8, dynamic, float16) converts a model with several outputs as it is")
+    return True
 
 
 def _shape_text(shape) -> str:

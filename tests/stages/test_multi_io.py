@@ -202,3 +202,28 @@ def _evaluated(folder, pipeline: str, stage: str) -> dict:
 
     key = json.loads(cli("plan", pipeline, "--json", cwd=folder).out)[stage]["key"]
     return json.loads((folder / ".compressflow/cache/entries" / key[:2] / key / "metrics.json").read_text())["models"]
+
+
+def test_a_two_output_model_is_refused_before_anything_runs_by_stages_that_train_or_measure_one_output(tmp_path):
+    """fine_tune and evaluate take one output (one loss, one task): the check says so before any stage runs,
+    while post-training int8 converts the two-output model (the check finds nothing against it)."""
+    folder = _pipeline_dir(tmp_path)
+    write(folder / "p.yaml", """
+        version: 1
+        name: twoout
+        datasets:
+          d: {type: python, function: "twoin:splits", args: {outputs: two}}
+        stages:
+          base: {type: load, builder: "twoin:net", args: {outputs: two}}
+          tuned: {type: fine_tune, model: base, data: d, epochs: 1}
+          int8: {type: quantize, model: base, method: int8, data: d}
+          check: {type: evaluate, models: [base], data: d}
+        """)
+    result = cli("run", "p.yaml", cwd=folder)
+    assert result.code == 1, result.text
+    assert "Traceback" not in result.text
+    assert "the model has 2 outputs (cls, value); stage 'tuned' trains and measures a model with one output" \
+        in result.text
+    assert "model 'base' has 2 outputs (cls, value); stage 'check'" in result.text
+    assert "stage 'int8' would fail" not in result.text
+    assert "nothing was run" in result.text
