@@ -105,3 +105,11 @@ stages:
     type: toy_sum
     inputs: [three, two]
 """
+
+
+def evaluated_models(folder: Path, pipeline: str, stage: str) -> dict:
+    """The metrics of each model an evaluate stage of the pipeline measured, read from its cache entry."""
+    import json
+
+    key = json.loads(cli("plan", pipeline, "--json", cwd=folder).out)[stage]["key"]
+    return json.loads((folder / ".compressflow/cache/entries" / key[:2] / key / "metrics.json").read_text())["models"]

@@ -55,7 +55,8 @@ def write_numerics(config, ctx, convert, quantized_model: bytes, *, from_qat: bo
     chosen = None
     if reason is None:
         splits = load_splits(ctx.dataset(config.data), ctx.env)
-        if isinstance(getattr(splits, "x_val", None), dict):
+        # NOTE: a stream has no arrays to look at (reading x_val would refuse); its samples come batch by batch
+        if not getattr(splits, "streaming", False) and isinstance(splits.x_val, dict):
             reason = f"dataset {config.data!r} gives several inputs (the comparison runs models of one)"
         else:
             chosen = validation_samples(splits, config.data, config.numerics_samples)

@@ -101,14 +101,17 @@ class SavedModelRunner:
 
 
 def measure(artifact, x: np.ndarray, latency) -> tuple[np.ndarray, list, dict[str, Any]]:
-    """``(scores, parameters, timing)`` of a ``saved_model`` artifact, as ``model_measurements`` takes them."""
+    """``(scores, parameters, timing)`` of a ``saved_model`` artifact, as ``model_measurements`` takes them;
+    ``x`` is arrays or a stream of inputs (predicted batch by batch)."""
     from compressflow.stages.measure import time_calls
 
+    from compressflow.data.streams import first_samples, predict_all
+
     runner = SavedModelRunner(artifact)
-    scores = runner.predict(np.asarray(x))
+    scores = predict_all(lambda batch: runner.predict(np.asarray(batch)), x)
     timing = {}
     if latency is not None:
-        call = runner.single_sample_call(np.asarray(x[0]))
+        call = runner.single_sample_call(np.asarray(first_samples(x, 1))[0])
         call()  # NOTE: the first call traces the graph: not inference, never timed
         timing = time_calls(call, warmup=latency.warmup, runs=latency.runs)
     return scores, runner.parameters(), timing

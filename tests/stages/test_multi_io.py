@@ -7,7 +7,7 @@ import pytest
 
 from compressflow.stages.prediction_metrics import output_metrics, output_task
 
-from helpers import cli, write
+from helpers import cli, evaluated_models, write
 
 pytestmark = pytest.mark.tf
 
@@ -170,7 +170,7 @@ def _pipeline_dir(tmp_path):
     return tmp_path
 
 
-def test_a_two_input_model_is_tuned_pruned_quantized_to_int8_and_evaluated(tmp_path):
+def test_a_two_input_model_is_tuned_pruned_quantized_to_int8_andevaluated_models(tmp_path):
     folder = _pipeline_dir(tmp_path)
     write(folder / "p.yaml", """
         version: 1
@@ -187,21 +187,13 @@ def test_a_two_input_model_is_tuned_pruned_quantized_to_int8_and_evaluated(tmp_p
     result = cli("run", "p.yaml", cwd=folder)
     assert result.code == 0, result.text
     assert "did not finish" not in result.text  # the check before the run handles dict features
-    models = _evaluated(folder, "p.yaml", "check")
+    models = evaluated_models(folder, "p.yaml", "check")
     assert models["tuned"]["kind"] == "keras_model" and models["int8"]["kind"] == "tflite_model"
     assert models["tuned"]["accuracy"] > 0.9, models["tuned"]
     assert models["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.05)
     assert abs(models["int8"]["accuracy"] - models["tuned"]["accuracy"]) <= 0.03, models
     assert models["int8"]["samples"] == 120
     assert "numerics" not in models["int8"]  # the per-layer comparison runs models of one input: skipped
-
-
-def _evaluated(folder, pipeline: str, stage: str) -> dict:
-    """The metrics of each model an evaluate stage of the pipeline measured, from its cache entry."""
-    import json
-
-    key = json.loads(cli("plan", pipeline, "--json", cwd=folder).out)[stage]["key"]
-    return json.loads((folder / ".compressflow/cache/entries" / key[:2] / key / "metrics.json").read_text())["models"]
 
 
 def test_a_two_output_model_is_refused_before_anything_runs_by_stages_that_train_or_measure_one_output(tmp_path):

@@ -15,7 +15,7 @@ from compressflow.stages.prune import PruneStage
 from compressflow.stages.quantize import QuantizeStage
 
 import tiny_tf_models as tiny
-from helpers import cli, write
+from helpers import cli, evaluated_models, write
 
 pytestmark = pytest.mark.tf
 
@@ -120,3 +120,48 @@ def test_pruning_a_plain_saved_model_is_refused_when_the_pipeline_is_validated(s
             "tf.saved_model.save") in result.err
     assert "1 problem found; nothing was run." in result.err
     assert not (env.pipeline_dir / ".compressflow").exists()
+
+
+STREAMED_DIGITS = """
+import numpy as np
+
+
+def splits(stream=True):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))
+    x, y = digits.images[order, :, :, None].astype("float32") / 16, digits.target[order].astype("int64")
+    parts = {"train": (x[360:], y[360:]), "validation": (x[:360], y[:360])}
+    if not stream:
+        return parts
+    import tensorflow as tf
+
+    return {name: tf.data.Dataset.from_tensor_slices(part).batch(50) for name, part in parts.items()}
+"""
+
+
+def test_a_saved_model_and_its_int8_conversion_measure_the_same_on_a_stream_as_on_its_arrays(saved, env):
+    """Calibration and evaluation read a tf.data stream batch by batch, for a plain SavedModel and a TFLite model."""
+    (env.pipeline_dir / "streamed_digits.py").write_text(STREAMED_DIGITS)
+    pipeline = write(env.pipeline_dir / "streamed.yaml", """
+        version: 1
+        name: streamed
+        datasets:
+          stream: {type: python, function: "streamed_digits:splits"}
+          arrays: {type: python, function: "streamed_digits:splits", args: {stream: false}}
+        stages:
+          base: {type: load, path: classifier}
+          int8: {type: quantize, model: base, method: int8, data: stream, representative_samples: 100}
+          on_stream: {type: evaluate, models: [base, int8], data: stream}
+          on_arrays: {type: evaluate, models: [base, int8], data: arrays}
+        """)
+    result = cli("run", pipeline.name, cwd=env.pipeline_dir)
+    assert result.code == 0, result.text
+    streamed = evaluated_models(env.pipeline_dir, pipeline.name, "on_stream")
+    arrays = evaluated_models(env.pipeline_dir, pipeline.name, "on_arrays")
+    for model in ("base", "int8"):
+        assert streamed[model]["samples"] == arrays[model]["samples"] == 360
+        assert streamed[model]["accuracy"] == pytest.approx(arrays[model]["accuracy"], abs=1e-9), model
+    assert streamed["base"]["accuracy"] > 0.9
+    assert abs(streamed["int8"]["accuracy"] - streamed["base"]["accuracy"]) < 0.03
