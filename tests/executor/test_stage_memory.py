@@ -3,10 +3,11 @@
 The pipeline has three load stages of a builder beside it, each followed by a fine_tune stage, run
 with ``--jobs 1`` (in one worker process, which is not replaced for such small stages) and with two
 ``--jobs`` workers (so each process runs several stages). Every time the builder is called it
-records, in a file, what the process still holds of earlier stages: tf-keras' counter of
-auto-generated names, the names its unnamed layers get, and the tf-keras models that are still in memory (alive or awaiting collection). In a fresh process
-that is: counter 1, names ``dense``/``dense_1``, no model; after a stage that left its state
-behind, the counter and names go up and the earlier stages' models are still there.
+records, in a file, what the process still holds of earlier stages: tf-keras' counter of auto-
+generated names, the names its unnamed layers get, and the tf-keras models that are still in memory
+(alive or awaiting collection). In a fresh process that is: counter 1, names ``dense``/``dense_1``,
+no model; after a stage that left its state behind, the counter and names go up and the earlier
+stages' models are still there.
 """
 
 from __future__ import annotations
