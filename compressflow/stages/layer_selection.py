@@ -6,6 +6,7 @@ from fnmatch import fnmatch
 
 from compressflow.stages.tfutil import keras
 
+
 def selected(name: str, include: list[str], exclude: list[str]) -> bool:
     """Whether a layer name passes the include / exclude patterns (fnmatch)."""
     return (not include or any(fnmatch(name, p) for p in include)) and not any(fnmatch(name, p) for p in exclude)

@@ -10,6 +10,7 @@ from compressflow.stages.tfutil import (
     KERAS_FILE, is_known_keras_class, load_keras_model, model_has_code, without_training_state,
 )
 
+
 def load_artifact_model(artifact):
     """A fresh copy of the Keras model in a stage's output artifact."""
     from compressflow.stages.base import KERAS_MODEL

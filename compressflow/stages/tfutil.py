@@ -1,4 +1,4 @@
-"""TensorFlow plumbing shared by the stages: import, determinism, model files, training.
+"""TensorFlow plumbing shared by the stages: import, determinism, reading model files, layers and weights.
 
 Import this module only from inside a stage's ``run``: most functions import TensorFlow.
 """
